@@ -1,0 +1,93 @@
+"""Ops driven by a scorer: thresholds on the normalised quality and/or the native value."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..io import DecodedImage
+from ..scorers import Scorer, get_scorer, scorer_class
+from .base import ImageOp, Judgement, check_range, range_reason
+
+
+class MetricFilter(ImageOp):
+    """Score images with a registered scorer; keep items whose scores are in range.
+
+    ``min_score``/``max_score`` bound the normalised quality in [0, 1] (higher is
+    better, the host's convention); ``min_value``/``max_value`` bound the native
+    score. Any bound left as None is open. The scorer is built on first use, so
+    constructing an op never loads a model.
+    """
+
+    def __init__(
+        self,
+        metric: str,
+        min_score: float | None = None,
+        max_score: float | None = None,
+        min_value: float | None = None,
+        max_value: float | None = None,
+        *,
+        key: str = "image",
+        root=None,
+        mode: str = "any",
+        keep_all: bool = False,
+        name: str | None = None,
+        **scorer_params: Any,
+    ):
+        scorer_class(metric)  # fail now on an unknown metric, not on the first item
+        check_range(min_score, max_score, "score", (0.0, 1.0))
+        check_range(min_value, max_value, "value")
+        self.metric = metric
+        super().__init__(key=key, root=root, mode=mode, keep_all=keep_all, name=name)
+        self.min_score, self.max_score = min_score, max_score
+        self.min_value, self.max_value = min_value, max_value
+        self.scorer_params = scorer_params
+
+    @property
+    def scorer(self) -> Scorer:
+        return get_scorer(self.metric, **self.scorer_params)
+
+    @property
+    def decode_side(self) -> int | None:
+        return self.scorer.decode_side
+
+    def judge(self, images: Sequence[DecodedImage]) -> list[Judgement]:
+        scorer = self.scorer
+        native = np.asarray(scorer.score_batch([img.pixels for img in images]), dtype=np.float64)
+        quality = np.asarray(scorer.normalize(native), dtype=np.float64).reshape(native.shape)
+        verdicts = []
+        for value, q in zip(native.tolist(), quality.tolist(), strict=True):
+            reason = range_reason(f"{self.metric} quality", q, self.min_score, self.max_score)
+            if reason is None and (self.min_value is not None or self.max_value is not None):
+                reason = range_reason(f"{self.metric}", value, self.min_value, self.max_value)
+            verdicts.append(Judgement(value=value, quality=q, reason=reason))
+        return verdicts
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "min_score": self.min_score,
+            "max_score": self.max_score,
+            "min_value": self.min_value,
+            "max_value": self.max_value,
+            **super().params(),
+            **self.scorer_params,
+        }
+
+
+def iqa_filter(
+    metric: str,
+    min_score: float | None = None,
+    max_score: float | None = None,
+    key: str = "image",
+    **params: Any,
+) -> MetricFilter:
+    """Item-level filter op for ``metric``: ``dataset.map(iqa_filter("laplacian", min_score=0.5)).nonempty()``."""
+    return MetricFilter(metric, min_score=min_score, max_score=max_score, key=key, **params)
+
+
+def iqa_tagger(metric: str, key: str = "image", **params: Any) -> MetricFilter:
+    """Tagger for ``metric``: stores ``item["__tag_<metric>"]`` and always returns the item."""
+    return MetricFilter(metric, key=key, keep_all=True, name=f"{metric}_tagger", **params)

@@ -1,0 +1,51 @@
+"""Packaging for paddlemix_iqa (metadata lives here; pyproject.toml only names the backend)."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+version = {}
+exec((HERE / "paddlemix_iqa" / "_version.py").read_text(), version)
+
+PADDLE = ["paddlepaddle>=3.0"]  # GPU users install paddlepaddle-gpu themselves instead
+CONVERT = ["torch>=2.1", "x2paddle>=1.6.0", "six>=1.16"]
+TRAIN = ["scikit-learn>=1.3"]
+RAY = ["ray[data]>=2.9"]
+
+setup(
+    name="paddlemix-iqa",
+    version=version["__version__"],
+    description="Paddle-native image-quality filters (ARNIQA, BRISQUE, PULC, sharpness, codes) for PaddleMIX DataCopilot",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["paddlemix_iqa", "paddlemix_iqa.*"]),
+    package_data={"paddlemix_iqa": ["data/*"]},
+    include_package_data=True,
+    install_requires=[
+        "numpy>=1.24",
+        "pillow>=10.0",
+        "opencv-python-headless>=4.8",
+        "pyyaml>=6.0",
+        "pydantic>=2.5",
+        "tqdm>=4.60",
+        "zxing-cpp>=2.2",
+        "matplotlib>=3.7",
+        "scikit-image>=0.21",
+    ],
+    extras_require={
+        "paddle": PADDLE,
+        "convert": PADDLE + CONVERT,
+        "train": TRAIN,
+        "ray": RAY,
+        "test": PADDLE + TRAIN + ["pytest>=7.4", "ruff>=0.5"],
+    },
+    entry_points={"console_scripts": ["paddlemix-iqa=paddlemix_iqa.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "License :: OSI Approved :: Apache Software License",
+        "Topic :: Scientific/Engineering :: Image Processing",
+    ],
+)
