@@ -106,7 +106,7 @@ def register(force: bool = False) -> list[str]:
     added = []
     for name, func in DATASET_OPS.items():
         current = getattr(MMDataset, name, None)
-        if current is func:
+        if getattr(current, "__wrapped__", current) is func:  # the host wraps with functools.wraps
             continue
         if current is not None and not force:
             log.warning("MMDataset.%s already exists and is not ours; not overriding it", name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from enum import Enum
@@ -70,9 +71,13 @@ class MMDataset:
 
 def register(cls=MMDataset, force=False):
     def decorator(func):
-        assert force or not hasattr(cls, func.__name__), f"{func.__name__} is already registered"
-        setattr(cls, func.__name__, func)
-        return func
+        @functools.wraps(func)  # the host stores a wrapper, not func itself
+        def wraps(*args, **kwargs):
+            return func(*args, **kwargs)
+
+        assert force or func.__name__ not in cls.__dict__, f"{func.__name__} already in ({cls.__name__})"
+        setattr(cls, func.__name__, wraps)
+        return wraps
 
     return decorator
 
