@@ -1,0 +1,172 @@
+"""PaddleClas PULC classifiers (``clarity_assessment``, ``code_exists``) on Paddle Inference, CPU.
+
+Loads an official PULC inference directory in either format (``inference.pdmodel``
+from Paddle 2.x or ``inference.json`` from Paddle 3, plus ``inference.pdiparams``),
+applies PaddleClas's deploy preprocessing exactly (short side 256 with OpenCV
+bilinear, centre crop 224, ``x * 0.00392157``, ImageNet mean/std, CHW) and returns
+p1 of the softmax per image: p(blurred) or p(contains a code). Weights are found
+by :func:`paddlemix_iqa.models.weights.locate_weights` and are never downloaded here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..models.weights import locate_weights
+from .base import Scorer
+
+log = logging.getLogger(__name__)
+
+#: the files of an inference directory: a graph in either format, and the parameters
+REQUIRED = [("inference.pdmodel", "inference.json"), "inference.pdiparams"]
+#: PaddleClas deploy NormalizeImage constants (scale is the literal 0.00392157, not 1/255)
+SCALE = np.float32(0.00392157)
+MEAN = np.array([0.485, 0.456, 0.406], np.float32).reshape(1, 1, 3)
+STD = np.array([0.229, 0.224, 0.225], np.float32).reshape(1, 1, 3)
+RESIZE_SHORT = 256
+CROP = 224
+
+
+def preprocess(image: np.ndarray) -> np.ndarray:
+    """PaddleClas deploy ``ResizeImage(resize_short=256)``, ``CropImage(224)``, ``NormalizeImage``, ``ToCHW``.
+
+    ``image`` is RGB uint8 (PaddleClas decodes with ``cv2.imread(...)[:, :, ::-1]``).
+    """
+    h, w = image.shape[:2]
+    percent = RESIZE_SHORT / min(w, h)
+    size = (int(round(w * percent)), int(round(h * percent)))
+    img = cv2.resize(image, size)  # cv2's default: bilinear, as PaddleClas's UnifiedResize with no interpolation
+    top, left = (size[1] - CROP) // 2, (size[0] - CROP) // 2
+    img = img[top : top + CROP, left : left + CROP]
+    img = (img.astype(np.float32) * SCALE - MEAN) / STD
+    return np.ascontiguousarray(img.transpose(2, 0, 1))
+
+
+def _probabilities(out: np.ndarray) -> np.ndarray:
+    """Official exports end in a softmax; a graph that returns logits gets one here."""
+    out = out.reshape(out.shape[0], -1).astype(np.float64)
+    if out.size and (out.min() < 0 or not np.allclose(out.sum(axis=1), 1.0, atol=1e-4)):
+        out = np.exp(out - out.max(axis=1, keepdims=True))
+        out /= out.sum(axis=1, keepdims=True)
+    return out
+
+
+class PulcRuntime:
+    """A Paddle Inference predictor for one inference directory (CPU, oneDNN when available)."""
+
+    def __init__(self, model_dir: str | os.PathLike, threads: int = 2, use_mkldnn: bool = True):
+        import paddle.inference as pi
+
+        model_dir = Path(model_dir)
+        graph = next(model_dir / n for n in REQUIRED[0] if (model_dir / n).is_file())
+        config = pi.Config(str(graph), str(model_dir / "inference.pdiparams"))
+        config.disable_gpu()
+        config.set_cpu_math_library_num_threads(int(threads))
+        if use_mkldnn:
+            try:
+                config.enable_mkldnn()
+            except Exception as exc:  # noqa: BLE001 - a build without oneDNN still runs, slower
+                log.warning("oneDNN unavailable (%s); running plain CPU kernels", exc)
+        config.switch_ir_optim(True)
+        config.disable_glog_info()
+        self.predictor = pi.create_predictor(config)
+        self.input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
+        self.output = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
+        self.lock = threading.Lock()  # a predictor is not safe to run from several threads at once
+        log.info("loaded PULC model %s", graph)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        """Class probabilities (N x classes) for an N x 3 x 224 x 224 float32 batch."""
+        with self.lock:
+            self.input.reshape(list(batch.shape))
+            self.input.copy_from_cpu(np.ascontiguousarray(batch, dtype=np.float32))
+            self.predictor.run()
+            return _probabilities(self.output.copy_to_cpu())
+
+
+class PulcScorer(Scorer):
+    """p1 of a two-class PULC model; higher means worse (blurred / has a code); quality is ``1 - p``."""
+
+    higher_is_better = False
+    native_range = (0.0, 1.0)
+    #: the official tarball's name in PaddleClas's model store
+    archive: str = ""
+
+    def __init__(
+        self,
+        model_dir: str | os.PathLike | None = None,
+        threads: int = 2,
+        batch_size: int = 16,
+        use_mkldnn: bool = True,
+        decode_side: int | None = None,
+    ):
+        if batch_size < 1 or threads < 1:
+            raise ValueError("batch_size and threads must be >= 1")
+        # locate now (a file check) so a missing model fails when the op is built, not per item
+        self.model_dir = locate_weights(
+            self.name,
+            REQUIRED,
+            path=model_dir,
+            how_to=(
+                f"run `paddlemix-iqa weights download {self.name}` (fetches PaddleClas's {self.archive}), "
+                f"or unpack that tarball yourself and pass model_dir=<its folder>."
+            ),
+        )
+        self.threads, self.batch_size, self.use_mkldnn = int(threads), int(batch_size), bool(use_mkldnn)
+        self._decode_side = decode_side
+        self._runtime: PulcRuntime | None = None
+        self._init_lock = threading.Lock()
+
+    @property
+    def decode_side(self) -> int | None:
+        """Full resolution by default: PaddleClas resizes the original, and so do we (exact scores).
+
+        A value such as 768 decodes JPEGs smaller (faster) at the cost of slightly different scores.
+        """
+        return self._decode_side
+
+    @property
+    def runtime(self) -> PulcRuntime:
+        with self._init_lock:
+            if self._runtime is None:
+                self._runtime = PulcRuntime(self.model_dir, self.threads, self.use_mkldnn)
+        return self._runtime
+
+    def probabilities(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """Both class probabilities per image (N x 2), run in batches of ``batch_size``."""
+        runtime = self.runtime
+        chunks = []
+        for start in range(0, len(images), self.batch_size):
+            batch = np.stack([preprocess(img) for img in images[start : start + self.batch_size]])
+            chunks.append(runtime(batch))
+        return np.concatenate(chunks) if chunks else np.zeros((0, 2))
+
+    def score_batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        return self.probabilities(images)[:, 1] if len(images) else np.zeros(0)
+
+    def describe(self) -> dict:
+        return {**super().describe(), "model_dir": str(self.model_dir), "input": "224x224 (short side 256)"}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(model_dir={str(self.model_dir)!r})"
+
+
+class PulcClarityScorer(PulcScorer):
+    """PULC ``clarity_assessment``: p(blurred)."""
+
+    name = "pulc_clarity"
+    archive = "clarity_assessment_infer.tar"
+
+
+class PulcCodeScorer(PulcScorer):
+    """PULC ``code_exists``: p(the image contains a QR code, bar code or ad code)."""
+
+    name = "pulc_code"
+    archive = "code_exists_infer.tar"
