@@ -25,7 +25,9 @@ SCALE = 0.5  # reduced width keeps export and inference fast; the layout is PP-L
 def _calibration_batch() -> np.ndarray:
     from skimage import data
 
-    return np.stack([preprocess(img) for img in (data.rocket(), data.coffee()[::-1], data.chelsea()[:, ::-1])])
+    return np.stack(
+        [preprocess(img) for img in (data.rocket(), data.coffee()[::-1], data.chelsea()[:, ::-1])]
+    )
 
 
 def _build(seed: int = 7):

@@ -42,7 +42,9 @@ def preprocess(image: np.ndarray) -> np.ndarray:
     h, w = image.shape[:2]
     percent = RESIZE_SHORT / min(w, h)
     size = (int(round(w * percent)), int(round(h * percent)))
-    img = cv2.resize(image, size)  # cv2's default: bilinear, as PaddleClas's UnifiedResize with no interpolation
+    img = cv2.resize(
+        image, size
+    )  # cv2's default: bilinear, as PaddleClas's UnifiedResize with no interpolation
     top, left = (size[1] - CROP) // 2, (size[0] - CROP) // 2
     img = img[top : top + CROP, left : left + CROP]
     img = (img.astype(np.float32) * SCALE - MEAN) / STD
