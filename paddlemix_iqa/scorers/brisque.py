@@ -1,0 +1,292 @@
+"""BRISQUE (Mittal, Moorthy, Bovik 2012) with the official LIVE model, matching the MATLAB release.
+
+Every step follows the reference's semantics, because each one moves scores:
+MATLAB ``rgb2gray`` on uint8 (rounded back to uint8), 7x7 Gaussian local
+statistics with zero padding, circular neighbour shifts, GGD/AGGD shapes by
+lookup in the release's alpha table, and the second scale by MATLAB's
+``imresize(img, 0.5)`` (bicubic a=-0.5, antialiased, symmetric borders), which
+``cv2.resize`` does not reproduce. The SVR is evaluated as a vectorised RBF
+kernel over the support vectors of the package's ``brisque_live.npz`` (converted
+from the release by ``tools/convert_brisque_model.py``; see ``BRISQUE_NOTICE.txt``).
+
+Native score: lower is better, about 0..100 (not clamped, as in the reference).
+Normalised quality: ``(100 - clip(s, 0, 100)) / 100``, the host's mapping.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+from scipy.special import gamma as gamma_fn
+
+from .base import Scorer, _like, resize_long_side
+
+logger = logging.getLogger(__name__)
+
+#: the official model, shipped as package data with its notice
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "data" / "brisque_live.npz"
+
+#: MATLAB rgb2gray weights: the first row of inv of the NTSC YIQ matrix
+_RGB2GRAY = np.linalg.inv(
+    np.array([[1.0, 0.956, 0.621], [1.0, -0.272, -0.647], [1.0, -1.106, 1.703]])
+)[0]
+
+N_FEATURES = 36
+
+
+def rgb2gray(image: np.ndarray) -> np.ndarray:
+    """MATLAB ``rgb2gray`` of a uint8 image: weighted sum in double, rounded half away from zero."""
+    if image.ndim == 2:
+        return image
+    if image.shape[2] == 1:
+        return image[:, :, 0]
+    gray = image[:, :, :3].astype(np.float64) @ _RGB2GRAY
+    return np.floor(gray + 0.5).astype(np.uint8)  # values are >= 0: round half up == MATLAB round
+
+
+@functools.cache
+def _gaussian_window() -> np.ndarray:
+    """1-D factor of MATLAB ``fspecial('gaussian', 7, 7/6)`` normalised to sum 1 (the 2-D window is separable)."""
+    x = np.arange(-3, 4, dtype=np.float64)
+    g = np.exp(-(x * x) / (2 * (7 / 6) ** 2))
+    return g / g.sum()
+
+
+def _cubic(x: np.ndarray) -> np.ndarray:
+    """Keys cubic kernel with a = -0.5, as in MATLAB imresize."""
+    ax = np.abs(x)
+    ax2, ax3 = ax * ax, ax * ax * ax
+    return (1.5 * ax3 - 2.5 * ax2 + 1) * (ax <= 1) + (-0.5 * ax3 + 2.5 * ax2 - 4 * ax + 2) * ((ax > 1) & (ax <= 2))
+
+
+@functools.cache
+def _half_taps() -> np.ndarray:
+    """The 8 taps of MATLAB ``imresize(x, 0.5)`` along one axis.
+
+    With scale 1/2 the antialiased kernel ``h(d) = cubic(d / 2) / 2`` is 8 pixels
+    wide; output i (0-based) sits at input coordinate ``2 i + 0.5``, so it reads
+    inputs ``2 i - 3 .. 2 i + 4`` at distances ``3.5 .. -3.5``. MATLAB normalises
+    the weights to sum 1; the same weights apply at every output, and borders are
+    mirrored with the edge sample repeated (numpy's ``symmetric``).
+    """
+    d = np.arange(3.5, -4.0, -1.0)
+    w = _cubic(d / 2) / 2
+    return w / w.sum()
+
+
+def imresize_half(image: np.ndarray) -> np.ndarray:
+    """MATLAB ``imresize(image, 0.5)`` (bicubic, antialiasing) of a 2-D float array; output ceil(n/2)."""
+    taps = _half_taps()
+    out = image
+    for axis in (0, 1):  # MATLAB resizes dimension 1 first when the scales are equal
+        n = out.shape[axis]
+        m = (n + 1) // 2
+        pad = [(0, 0), (0, 0)]
+        pad[axis] = (3, 2 * m + 3 - n)  # inputs -3 .. 2(m-1)+4 must exist
+        padded = np.pad(out, pad, mode="symmetric")
+        acc = None
+        for k, w in enumerate(taps):
+            sl = [slice(None), slice(None)]
+            sl[axis] = slice(k, k + 2 * m - 1, 2)
+            term = padded[tuple(sl)] * w
+            acc = term if acc is None else acc + term
+        out = acc
+    return out
+
+
+@functools.cache
+def _alpha_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The release's shape grid 0.2:0.001:10 and its GGD and AGGD moment ratios."""
+    alphas = np.round(np.arange(0.2, 10.0 + 5e-4, 0.001), 3)  # MATLAB colon: 9801 values
+    g1, g2, g3 = gamma_fn(1 / alphas), gamma_fn(2 / alphas), gamma_fn(3 / alphas)
+    return alphas, g1 * g3 / (g2 * g2), g2 * g2 / (g1 * g3)
+
+
+_BOX = np.ones((7, 7), np.uint8)
+
+
+def _mscn(image: np.ndarray) -> np.ndarray:
+    """Mean-subtracted contrast-normalised map: 7x7 Gaussian stats, zero padding, ``(x-mu)/(sigma+1)``."""
+    g = _gaussian_window()
+    zero = cv2.BORDER_CONSTANT
+    mu = cv2.sepFilter2D(image, cv2.CV_64F, g, g, borderType=zero)
+    mu_sq = mu * mu
+    sigma = cv2.sepFilter2D(image * image, cv2.CV_64F, g, g, borderType=zero)
+    sigma -= mu_sq
+    np.abs(sigma, out=sigma)
+    np.sqrt(sigma, out=sigma)
+    sigma += 1.0
+    out = image - mu
+    out /= sigma
+    # Where the whole 7x7 window (zero padding included) is constant, x - mu is exactly 0;
+    # the float sums leave +-1e-15 there, whose sign would decide left/right AGGD counts.
+    flat = cv2.erode(image, _BOX, borderType=zero, borderValue=0) == cv2.dilate(
+        image, _BOX, borderType=zero, borderValue=0
+    )
+    out[flat] = 0.0
+    return out
+
+
+def _ggd_features(mscn: np.ndarray) -> list[float]:
+    """GGD shape (table lookup of the moment ratio) and variance of the MSCN map."""
+    alphas, r_ggd, _ = _alpha_tables()
+    n = mscn.size
+    sigma_sq = cv2.norm(mscn, cv2.NORM_L2SQR) / n
+    e_abs = cv2.norm(mscn, cv2.NORM_L1) / n
+    rho = sigma_sq / (e_abs * e_abs)
+    return [float(alphas[np.argmin(np.abs(rho - r_ggd))]), sigma_sq]
+
+
+def _aggd_features(pair: np.ndarray) -> list[float]:
+    """AGGD shape, mean, left and right variances of a product map (the release's estimator)."""
+    alphas, _, r_aggd = _alpha_tables()
+    n = pair.size
+    sq_all = cv2.norm(pair, cv2.NORM_L2SQR)
+    abs_all = cv2.norm(pair, cv2.NORM_L1)
+    positive = cv2.threshold(pair, 0.0, 0.0, cv2.THRESH_TOZERO)[1]
+    sq_pos = cv2.norm(positive, cv2.NORM_L2SQR)
+    n_pos = cv2.countNonZero(positive)
+    n_neg = cv2.countNonZero(pair) - n_pos
+    left_std = np.sqrt((sq_all - sq_pos) / n_neg) if n_neg else np.nan
+    right_std = np.sqrt(sq_pos / n_pos) if n_pos else np.nan
+    gamma_hat = left_std / right_std
+    r_hat = (abs_all / n) ** 2 / (sq_all / n)
+    r_norm = r_hat * (gamma_hat**3 + 1) * (gamma_hat + 1) / (gamma_hat**2 + 1) ** 2
+    alpha = float(alphas[np.argmin((r_aggd - r_norm) ** 2)])
+    g1, g2, g3 = gamma_fn(1 / alpha), gamma_fn(2 / alpha), gamma_fn(3 / alpha)
+    mean = (right_std - left_std) * (g2 / g1) * np.sqrt(g1) / np.sqrt(g3)
+    return [alpha, float(mean), float(left_std**2), float(right_std**2)]
+
+
+#: neighbour shifts of the release, as (rows, cols) of MATLAB circshift
+SHIFTS = ((0, 1), (1, 0), (1, 1), (-1, 1))
+
+
+def brisque_features(image: np.ndarray) -> np.ndarray:
+    """The 36 BRISQUE features of one image (RGB uint8, or 2-D gray uint8/float in [0, 255])."""
+    gray = np.ascontiguousarray(rgb2gray(image) if image.ndim == 3 else image, dtype=np.float64)
+    if min(gray.shape) < 8:
+        raise ValueError(f"image of {gray.shape[1]}x{gray.shape[0]} is too small for BRISQUE (min 8 px)")
+    feats: list[float] = []
+    for scale in range(2):
+        mscn = _mscn(gray)
+        feats += _ggd_features(mscn)
+        h, w = mscn.shape
+        wrapped = np.pad(mscn, 1, mode="wrap")  # circshift by one in any direction is a view of this
+        for dy, dx in SHIFTS:
+            shifted = wrapped[1 - dy : 1 - dy + h, 1 - dx : 1 - dx + w]
+            feats += _aggd_features(cv2.multiply(mscn, shifted))
+        if scale == 0:
+            gray = imresize_half(gray)
+    return np.asarray(feats, dtype=np.float64)
+
+
+class BrisqueModel:
+    """An epsilon-SVR with RBF kernel plus svm-scale ranges, loaded from an ``.npz`` file."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        with np.load(self.path, allow_pickle=False) as data:
+            self.support_vectors = np.asarray(data["support_vectors"], dtype=np.float64)
+            self.coefs = np.asarray(data["coefs"], dtype=np.float64)
+            self.rho = float(data["rho"])
+            self.gamma = float(data["gamma"])
+            self.lower = float(data["range_lower"])
+            self.upper = float(data["range_upper"])
+            self.feature_min = np.asarray(data["feature_min"], dtype=np.float64)
+            self.feature_max = np.asarray(data["feature_max"], dtype=np.float64)
+            self.quantize = bool(data["quantize"]) if "quantize" in data.files else False
+        if self.support_vectors.shape[1] != N_FEATURES or len(self.coefs) != len(self.support_vectors):
+            raise ValueError(f"{self.path}: not a BRISQUE model ({self.support_vectors.shape} support vectors)")
+        self._sv_sq = np.einsum("ij,ij->i", self.support_vectors, self.support_vectors)
+
+    def scale(self, features: np.ndarray) -> np.ndarray:
+        """svm-scale: each feature's (min, max) to (lower, upper); values outside are not clipped."""
+        feats = np.atleast_2d(np.asarray(features, dtype=np.float64))
+        if self.quantize:  # the release writes features with %f, svm-scale writes them with %g
+            feats = np.round(feats, 6)
+        span = self.feature_max - self.feature_min
+        scaled = self.lower + (self.upper - self.lower) * (feats - self.feature_min) / np.where(span == 0, 1, span)
+        scaled = np.where(span == 0, 0.0, scaled)
+        if self.quantize:
+            scaled = _round_significant(scaled, 6)
+        return scaled
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """``sum_i coef_i exp(-gamma |sv_i - x|^2) - rho`` for each row of features (NaN rows give NaN)."""
+        x = self.scale(features)
+        d2 = self._sv_sq[None, :] + np.einsum("ij,ij->i", x, x)[:, None] - 2.0 * x @ self.support_vectors.T
+        return np.exp(-self.gamma * np.maximum(d2, 0.0)) @ self.coefs - self.rho
+
+
+def _round_significant(x: np.ndarray, digits: int) -> np.ndarray:
+    """Round to ``digits`` significant digits, as C's ``%g`` prints."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mag = np.where(x == 0, 0, np.floor(np.log10(np.abs(np.where(x == 0, 1, x)))))
+    factor = 10.0 ** (digits - 1 - mag)
+    return np.round(x * factor) / factor
+
+
+@functools.lru_cache(maxsize=8)
+def _load_model(path: str) -> BrisqueModel:
+    return BrisqueModel(path)
+
+
+class BrisqueScorer(Scorer):
+    """BRISQUE with the official LIVE model (or a model from ``tools/train_brisque.py``)."""
+
+    name = "brisque"
+    higher_is_better = False
+    native_range = (0.0, 100.0)
+    color = "gray"
+
+    def __init__(self, model_path: str | os.PathLike | None = None, working_size: int | None = None):
+        path = Path(model_path).expanduser() if model_path is not None else DEFAULT_MODEL
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"BRISQUE model {path} not found; train one with tools/train_brisque.py "
+                "or leave model_path unset for the official LIVE model"
+            )
+        if working_size is not None and working_size < 16:
+            raise ValueError("working_size must be at least 16 pixels (or None for full resolution)")
+        self.model_path = str(path)
+        self.working_size = None if working_size is None else int(working_size)
+
+    @property
+    def model(self) -> BrisqueModel:
+        return _load_model(self.model_path)
+
+    def features(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """The 36 features per image; a row of NaN for an image too small to score."""
+        rows = []
+        for image in images:
+            if self.working_size:
+                image = resize_long_side(image, self.working_size)
+            try:
+                rows.append(brisque_features(image))
+            except ValueError as exc:
+                logger.warning("BRISQUE: %s", exc)
+                rows.append(np.full(N_FEATURES, np.nan))
+        return np.stack(rows) if rows else np.zeros((0, N_FEATURES))
+
+    def score_batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        if not len(images):
+            return np.zeros(0)
+        return self.model.predict(self.features(images))
+
+    def normalize(self, native):
+        """Quality ``(100 - clip(s, 0, 100)) / 100``: the host's mapping, higher is better."""
+        values = np.asarray(native, dtype=np.float64)
+        return _like(native, (100.0 - np.clip(values, 0.0, 100.0)) / 100.0)
+
+    def describe(self) -> dict:
+        return {**super().describe(), "model_path": self.model_path}
+
+    def __repr__(self) -> str:
+        return f"BrisqueScorer(model_path={self.model_path!r}, working_size={self.working_size})"
