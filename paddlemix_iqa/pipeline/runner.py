@@ -1,0 +1,416 @@
+"""Run a validated pipeline over a stream of records: decode once, chain ops, commit per batch, resume.
+
+Each batch of records is decoded once, at the largest size any op of the chain
+needs (header only when no op needs pixels), and the same ``loaded`` mapping is
+passed to every op, so five metrics cost one decode. An op that drops a record
+ends its chain.
+
+Parallelism: with ``workers > 1`` batches go to a process pool that runs the
+chain up to its first neural op (decode plus the CPU ops); the neural ops
+(``arniqa``, ``pulc_*``) and everything after them run batched in the main
+process on the images the workers decoded, so a model is loaded once and never
+competes with itself for the 2 cores. Results are committed in input order.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from ..io import DecodedImage, ImageLoadError, decode_image, probe_image, resolve_path
+from ..ops.base import ERROR_KEY, REJECT_KEY, TAG_PREFIX, ImageOp, image_refs
+from .config import ConfigError, PipelineConfig
+from .outputs import FILES, STATE, RecordResult, RunStore, atomic_write, dumps
+from .records import BadRecord, count_records, iter_records
+
+log = logging.getLogger(__name__)
+
+NEURAL_METRICS = ("arniqa", "pulc")
+Entry = tuple[int, Any]  # (input index, record)
+
+
+# --- PaddleMIX DataCopilot ops in the chain ------------------------------------------------
+class HostOp:
+    """A PaddleMIX DataCopilot dataset-level op (``dataset.<name>(**params)``) run on each batch.
+
+    The host opens ``item["image"]`` relative to the current directory, so it gets
+    shallow copies whose image paths are resolved against the dataset root; what
+    it returns is mapped back to the original records (a filter keeps a subset of
+    the same objects; a map returns one result per record, falsy = dropped).
+    """
+
+    needs_pixels = False
+    decode_side = None
+    image_key = "image"
+
+    def __init__(self, name: str, params: dict[str, Any], root: str | None = None):
+        self.name = self.metric = name
+        self.params = dict(params)
+        self.root = root
+
+    def key(self) -> str:
+        return TAG_PREFIX + self.metric
+
+    def _resolved(self, item: dict) -> dict:
+        copy = dict(item)
+        for field in ("image", "images"):
+            value = item.get(field)
+            try:
+                if isinstance(value, str):
+                    copy[field] = resolve_path(value, self.root)
+                elif isinstance(value, list):
+                    copy[field] = [resolve_path(v, self.root) if isinstance(v, str) else v for v in value]
+            except ImageLoadError:
+                pass
+        return copy
+
+    def _run(self, items: Sequence[dict]) -> list[dict | None]:
+        from paddlemix.datacopilot.core import MMDataset
+
+        copies = [self._resolved(item) for item in items]
+        out = getattr(MMDataset(copies), self.name)(**self.params)
+        returned = list(getattr(out, "items", out))
+        reason = (
+            f"{self.name}: dropped by PaddleMIX op ({', '.join(f'{k}={v}' for k, v in self.params.items())})"
+        )
+        if len(returned) == len(copies):  # a map (or a filter that kept everything)
+            results = []
+            for item, copy, new in zip(items, copies, returned, strict=True):
+                if not new:
+                    item[REJECT_KEY] = reason
+                    results.append(None)
+                elif new is copy:
+                    results.append(item)
+                else:
+                    for field in ("image", "images"):
+                        if field in item and new.get(field) == copy.get(field):
+                            new[field] = item[field]
+                    results.append(new)
+            return results
+        kept = {id(x) for x in returned}
+        if not kept <= {id(c) for c in copies}:
+            raise RuntimeError(
+                f"PaddleMIX op {self.name!r} returned records that cannot be traced to its input"
+            )
+        for item, copy in zip(items, copies, strict=True):
+            if id(copy) not in kept:
+                item[REJECT_KEY] = reason
+        return [item if id(copy) in kept else None for item, copy in zip(items, copies, strict=True)]
+
+    def process(self, items: Sequence[dict], loaded=None, workers: int = 1) -> list[dict | None]:
+        """Never raises: a batch that fails is retried record by record; a failing record is dropped."""
+        try:
+            return self._run(items)
+        except Exception:  # noqa: BLE001 - the host raises on bad data; one record must not end the run
+            if len(items) > 1:
+                return [r for item in items for r in self.process([item])]
+        item = items[0]
+        try:
+            return self._run([item])
+        except Exception as exc:  # noqa: BLE001
+            item[REJECT_KEY] = f"{self.name}: host_error: {type(exc).__name__}: {exc}"
+            return [None]
+
+    def __repr__(self) -> str:
+        return f"HostOp({self.name!r}, {self.params!r})"
+
+
+def is_neural(op: Any) -> bool:
+    """Neural scorers run batched in the main process (see the module docstring)."""
+    if getattr(op, "neural", False):
+        return True
+    names = (str(getattr(op, "metric", "")), str(getattr(op, "name", "")))
+    return any(n == "arniqa" or n.startswith("pulc") for n in names)
+
+
+def op_thresholds(op: Any) -> dict[str, Any]:
+    """The op's thresholds, for the report's histogram lines: quality (min/max_score) or native scale."""
+    params = op.params() if callable(getattr(op, "params", None)) else dict(getattr(op, "params", {}))
+    lines = []
+    for k, v in params.items():
+        numeric = isinstance(v, (int, float)) and not isinstance(v, bool)
+        if numeric and (k.startswith(("min_", "max_")) or k == "threshold"):
+            scale = "quality" if k in ("min_score", "max_score") else "value"
+            lines.append({"label": f"{k}={v:g}", "x": float(v), "scale": scale})
+    return {"op": op.name, "metric": op.metric, "lines": lines}
+
+
+# --- the chain ---------------------------------------------------------------------------
+class Chain:
+    """The ops of a pipeline, split at the first neural op; picklable (sent once to each worker)."""
+
+    def __init__(self, ops: Sequence[ImageOp], root: str | os.PathLike):
+        self.ops = list(ops)
+        self.root = os.fspath(root)
+        split = next((i for i, op in enumerate(self.ops) if is_neural(op)), len(self.ops))
+        self.head, self.tail = self.ops[:split], self.ops[split:]
+        pixel_ops = [op for op in self.ops if op.needs_pixels]
+        self.needs_pixels = bool(pixel_ops)
+        sides = [op.decode_side for op in pixel_ops]
+        self.decode_side = None if not sides or any(s is None for s in sides) else max(sides)
+        self.keys = sorted({op.image_key for op in self.ops if not isinstance(op, HostOp)})
+
+    def decode(self, items: Sequence[dict]) -> dict[str, DecodedImage | ImageLoadError]:
+        """Each distinct image of the batch, decoded once at the chain's size (or only probed)."""
+        loaded: dict[str, DecodedImage | ImageLoadError] = {}
+        for item in items:
+            for key in self.keys:
+                for ref in image_refs(item, key):
+                    try:
+                        path = resolve_path(ref, self.root)
+                    except ImageLoadError:
+                        continue  # the op reports it
+                    if path in loaded:
+                        continue
+                    try:
+                        if self.needs_pixels:
+                            loaded[path] = decode_image(path, max_side=self.decode_side)
+                        else:
+                            loaded[path] = probe_image(path)
+                    except ImageLoadError as exc:
+                        loaded[path] = exc
+        return loaded
+
+    def run_head(self, batch: Sequence[Entry]) -> tuple[list[RecordResult], list[Entry], dict]:
+        """Decode and apply the CPU part; returns finished results, survivors and (if needed) their images."""
+        finished, alive = [], []
+        for idx, record in batch:
+            if isinstance(record, BadRecord):
+                raw = {"__iqa_record": record.raw, REJECT_KEY: f"input: {record.reason}"}
+                finished.append(RecordResult(idx, raw, False, "input", record.reason))
+            else:
+                alive.append((idx, record))
+        loaded = self.decode([item for _, item in alive])
+        done, alive = apply_ops(self.head, alive, loaded)
+        finished += done
+        if not self.tail:
+            return finished + [keep(idx, item) for idx, item in alive], [], {}
+        wanted = {resolve_path(r, self.root) for _, item in alive for r in _all_refs(item, self.keys)}
+        return finished, alive, {p: v for p, v in loaded.items() if p in wanted}
+
+    def run_tail(self, alive: list[Entry], loaded: dict) -> list[RecordResult]:
+        done, alive = apply_ops(self.tail, alive, loaded)
+        return done + [keep(idx, item) for idx, item in alive]
+
+
+def _all_refs(item: dict, keys: Sequence[str]) -> Iterator[Any]:
+    for key in keys:
+        for ref in image_refs(item, key):
+            if isinstance(ref, (str, os.PathLike, dict)):
+                try:
+                    resolve_path(ref)
+                except ImageLoadError:
+                    continue
+                yield ref
+
+
+def apply_ops(ops: Sequence[Any], alive: list[Entry], loaded: dict) -> tuple[list[RecordResult], list[Entry]]:
+    """Run ops in order over the surviving records; the first op that drops a record ends its chain."""
+    finished = []
+    for op in ops:
+        if not alive:
+            break
+        outs = op.process([item for _, item in alive], loaded=loaded)
+        survivors = []
+        for (idx, item), out in zip(alive, outs, strict=True):
+            if out is None:
+                reason = str(item.get(REJECT_KEY) or f"{op.name}: dropped")
+                name, _, why = reason.partition(": ")
+                finished.append(RecordResult(idx, item, False, name, why, score_rows(idx, item)))
+            else:
+                survivors.append((idx, out))
+        alive = survivors
+    return finished, alive
+
+
+def keep(idx: int, item: dict) -> RecordResult:
+    return RecordResult(idx, item, True, rows=score_rows(idx, item))
+
+
+def score_rows(idx: int, item: dict) -> list[dict[str, Any]]:
+    """One row per image: native value of each metric tagged on the item (and its quality when it has one)."""
+    refs = image_refs(item, "image")
+    tags = [k for k in item if k.startswith(TAG_PREFIX) and not k.endswith("_raw")]
+    rows = []
+    for pos, ref in enumerate(refs):
+        row: dict[str, Any] = {
+            "index": idx,
+            "id": item.get("id"),
+            "image": ref if isinstance(ref, str) else str(ref),
+        }
+        for key in tags:
+            metric = key[len(TAG_PREFIX) :]
+            value, raw = _nth(item[key], pos), _nth(item.get(key + "_raw"), pos)
+            if key + "_raw" in item:
+                row[metric], row[f"{metric}_quality"] = raw, value
+            else:
+                row[metric] = value
+        if item.get(ERROR_KEY) and all(row.get(k[len(TAG_PREFIX) :]) is None for k in tags):
+            row["error"] = item[ERROR_KEY]
+        rows.append(row)
+    return rows
+
+
+def _nth(value: Any, pos: int) -> Any:
+    return value[pos] if isinstance(value, list) and pos < len(value) else value
+
+
+# --- worker processes --------------------------------------------------------------------
+_CHAIN: Chain | None = None
+
+
+def _init_worker(chain: Chain) -> None:
+    global _CHAIN
+    import cv2
+
+    cv2.setNumThreads(1)  # one process per core already
+    _CHAIN = chain
+
+
+def _work(batch: list[Entry]):
+    assert _CHAIN is not None
+    return _CHAIN.run_head(batch)
+
+
+class _Inline:
+    """The executor interface, run in this process (workers = 1)."""
+
+    def __init__(self, chain: Chain):
+        self.chain = chain
+
+    def submit(self, fn, batch) -> Future:
+        future: Future = Future()
+        future.set_result(self.chain.run_head(batch))
+        return future
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        pass
+
+
+# --- running -----------------------------------------------------------------------------
+def _batches(config: PipelineConfig, store: RunStore) -> Iterator[list[Entry]]:
+    """Input records in batches, leaving out those already committed by an earlier (killed) run."""
+    batch: list[Entry] = []
+
+    def todo(batch: list[Entry]) -> list[Entry]:
+        done = store.done_in(batch[0][0], batch[-1][0])
+        return [e for e in batch if e[0] not in done]
+
+    for idx, record in enumerate(iter_records(config.input)):
+        batch.append((idx, record))
+        if len(batch) == config.batch_size:
+            if rest := todo(batch):
+                yield rest
+            batch = []
+    if batch and (rest := todo(batch)):
+        yield rest
+
+
+def clear_run(out_dir: Path) -> None:
+    """Remove a previous run's state and outputs (``--fresh``)."""
+    for name in (STATE, f"{STATE}-wal", f"{STATE}-shm", *FILES, "run.json", "report.html"):
+        (out_dir / name).unlink(missing_ok=True)
+
+
+def run_pipeline(config: PipelineConfig, fresh: bool = False, progress: bool | None = None) -> dict[str, Any]:
+    """Run (or resume) ``config``; returns the run summary also written to ``<output_dir>/run.json``."""
+    if not config.input.is_file():
+        raise ConfigError(f"input {config.input} does not exist")
+    out_dir = config.output_dir
+    if fresh:
+        clear_run(out_dir)
+    ops = config.build_ops()
+    chain = Chain(ops, config.image_root)
+    store = RunStore(out_dir)
+    try:
+        previous = store.get("fingerprint")
+        if previous not in (None, config.fingerprint()):
+            raise ConfigError(
+                f"{out_dir} holds a run of a different config or input; "
+                "pass --fresh to start over or choose another output_dir"
+            )
+        store.set("fingerprint", config.fingerprint())
+        store.open_outputs()
+        resumed = store.count()
+        if resumed:
+            log.info("resuming %s: %d records already done", out_dir, resumed)
+        stats = _drive(config, chain, store, resumed, config.progress if progress is None else progress)
+        summary = {
+            "config": config.to_dict(),
+            "ops": [op_thresholds(op) for op in ops],
+            "decode_side": chain.decode_side,
+            "counts": store.counts(),
+            "resumed_from": resumed,
+            **stats,
+        }
+    finally:
+        store.close()
+    atomic_write(out_dir / "run.json", dumps(summary) + "\n")
+    if config.report:
+        from .report import write_report
+
+        summary["report"] = str(write_report(out_dir))
+    return summary
+
+
+def _drive(config: PipelineConfig, chain: Chain, store: RunStore, resumed: int, progress: bool) -> dict:
+    from tqdm import tqdm
+
+    total = count_records(config.input)
+    bar = tqdm(
+        total=total, initial=resumed, unit="rec", disable=not progress, mininterval=0.5, dynamic_ncols=True
+    )
+    executor: Any = (
+        ProcessPoolExecutor(config.workers, initializer=_init_worker, initargs=(chain,))
+        if config.workers > 1
+        else _Inline(chain)
+    )
+    pending: deque[Future] = deque()
+    window = 2 * config.workers
+    start, records, images = time.perf_counter(), 0, 0
+
+    def finish(future: Future) -> None:
+        nonlocal records, images
+        finished, alive, loaded = future.result()
+        if alive:
+            finished += chain.run_tail(alive, loaded)
+        finished.sort(key=lambda r: r.idx)
+        store.commit(finished)
+        records += len(finished)
+        images += sum(len(r.rows) for r in finished)
+        bar.update(len(finished))
+        bar.set_postfix_str(f"{images / max(time.perf_counter() - start, 1e-9):.1f} img/s", refresh=False)
+
+    try:
+        for batch in _batches(config, store):
+            pending.append(executor.submit(_work, batch))
+            while len(pending) >= window:
+                finish(pending.popleft())
+        while pending:
+            finish(pending.popleft())
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+        bar.close()
+    elapsed = time.perf_counter() - start
+    return {
+        "processed": records,
+        "images": images,
+        "seconds": round(elapsed, 3),
+        "images_per_second": round(images / elapsed, 2) if elapsed > 0 else None,
+    }
+
+
+def resolve_output(path: str | os.PathLike) -> Path:
+    """A run directory, or the config whose default run directory it is (for ``report``)."""
+    path = Path(path)
+    if path.is_file() and path.suffix in (".yaml", ".yml"):
+        from .config import load_config
+
+        return load_config(path).output_dir
+    return path
