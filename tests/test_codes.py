@@ -1,0 +1,159 @@
+"""Weight-free code detector and code_filter: decoded codes only, on real photos."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import zxingcpp
+from PIL import Image
+
+from conftest import shared
+from paddlemix_iqa.io import load_image
+from paddlemix_iqa.ops import build_op
+from paddlemix_iqa.scorers import get_scorer
+from paddlemix_iqa.scorers.codes import CodeScorer
+
+_spec = importlib.util.spec_from_file_location(
+    "eval_codes", Path(__file__).resolve().parents[1] / "benchmarks" / "eval_codes.py"
+)
+eval_codes = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(eval_codes)  # the evaluation's own code generator, so tests check its conditions
+
+
+@pytest.fixture(scope="module")
+def scorer() -> CodeScorer:
+    return get_scorer("codes")
+
+
+def _labelled(photo, kind, size, angle=0, blur=0.0, seed=0):
+    return eval_codes.sample(photo, kind, size, angle, blur, seed)
+
+
+@pytest.mark.parametrize("kind", ["qr", "datamatrix", "ean13", "code128"])
+def test_decodes_pasted_codes_with_kind_text_and_place(scorer, photo, kind):
+    image, text, (x, y, w, h) = _labelled(photo, kind, 200, seed=3)
+    report = scorer.detect(image)
+    assert report.count == 1, [(c.kind, c.text) for c in report.codes]
+    code = report.codes[0]
+    assert code.text in (text, text[1:])  # EAN-13 starting with 0 reads as UPC-A
+    assert code.family == {"qr": "qr", "datamatrix": "datamatrix"}.get(kind, "1d")
+    cx, cy = code.polygon.mean(axis=0)
+    assert x <= cx <= x + w and y <= cy <= y + h
+    symbol_area = cv2.contourArea(code.polygon) / (image.shape[0] * image.shape[1])
+    assert report.coverage == pytest.approx(symbol_area, rel=0.25, abs=0.01)
+
+
+def test_no_codes_in_plain_photos(scorer, photo):
+    from skimage import data
+
+    for image in (photo, data.coffee(), data.chelsea(), data.camera()):
+        report = scorer.detect(image)
+        assert report.count == 0 and report.coverage == 0.0
+    assert scorer.score_batch([photo]).tolist() == [0.0]
+
+
+def test_rotated_bar_code_is_found(scorer, photo):
+    """zxing-cpp alone misses 1-D codes rotated 30 degrees; the OpenCV box plus deskew finds them."""
+    image, text, _ = _labelled(photo, "ean13", 200, angle=30, seed=5)
+    assert not [r for r in zxingcpp.read_barcodes(image) if r.text == text]
+    assert any(c.text in (text, text[1:]) for c in scorer.detect(image).codes)
+
+
+def test_a_code_filling_the_image_has_high_coverage(scorer):
+    code = np.asarray(zxingcpp.create_barcode("paddlemix", zxingcpp.BarcodeFormat.QRCode).to_image(scale=12))
+    report = scorer.detect(np.repeat(code[:, :, None], 3, axis=2))
+    assert report.count == 1 and 0.5 < report.coverage < 0.8  # quiet zone excluded
+
+
+def test_second_pass_for_small_codes_in_large_images(photo):
+    """A 2.8k photo with a 160 px QR: 36 px at a 640 working size, undecoded; the full-size pass reads it."""
+    big = cv2.resize(photo, (2800, 2800), interpolation=cv2.INTER_CUBIC)
+    image, text, _ = _labelled(big, "qr", 160, seed=0)
+    report = CodeScorer(working_size=640, full_size=None).detect(image)
+    assert [c.text for c in report.codes] == [text] and report.passes == 2
+    assert CodeScorer(working_size=640, full_size=None).detect(big).passes == 1  # no code-like region: one pass
+
+
+def _write(tmp_path: Path, name: str, image: np.ndarray) -> str:
+    Image.fromarray(image).save(tmp_path / name, quality=95)
+    return name
+
+
+def test_code_filter_any_and_coverage(tmp_path, photo):
+    small, _, _ = _labelled(photo, "qr", 90, seed=1)
+    large, _, _ = _labelled(photo, "qr", 400, seed=1)
+    names = [
+        _write(tmp_path, n, img)
+        for n, img in (("plain.jpg", photo), ("small.jpg", small), ("large.jpg", large))
+    ]
+    items = [{"image": n} for n in names] + [{"image": "missing.jpg"}, {"id": "no image"}]
+
+    any_code = build_op("code_filter", root=tmp_path)
+    kept = any_code.process([dict(i) for i in items])
+    assert [k is not None for k in kept] == [True, False, False, False, True]
+    out = [dict(i) for i in items]
+    any_code.process(out)
+    assert out[0]["__tag_codes"] == 1.0 and out[0]["__tag_codes_count"] == 0
+    assert out[1]["__tag_codes_count"] == 1 and out[1]["__tag_codes_kinds"] == ["QRCode"]
+    assert out[1]["__iqa_reject"].startswith("code_filter: 1 code(s): QRCode")
+    assert out[3]["__iqa_reject"].startswith("code_filter: decode_error: missing")
+    assert 0 < out[1]["__tag_codes_raw"] < 0.05 < out[2]["__tag_codes_raw"]
+
+    mostly = build_op("code_filter", max_coverage=0.2, root=tmp_path)
+    assert [mostly(dict(i)) is not None for i in items[:3]] == [True, True, False]
+    only_bars = build_op("code_filter", kinds=["1d"], root=tmp_path)
+    assert only_bars({"image": names[1]}) is not None
+    with pytest.raises(ValueError):
+        build_op("code_filter", kinds=["barcode"])
+
+    tagger = build_op("code_filter", keep_all=True, root=tmp_path)
+    multi = {"images": names[:2]}
+    assert tagger(multi) is multi and multi["__tag_codes_count"] == [0, 1]
+    all_clean = build_op("code_filter", mode="all", root=tmp_path)
+    assert all_clean({"images": names[:2]}) is None
+    assert build_op("code_filter", root=tmp_path)({"images": names[:2]}) is not None  # mode any
+
+
+# --- the evaluation's key figures, on ../shared/data (skipped when absent) -------------
+def _coco(n: int | None = None) -> list[np.ndarray]:
+    paths = sorted(shared("photos", "coco").glob("*.jpg"))
+    return [load_image(p) for p in paths[:n]]
+
+
+def test_no_false_positives_on_coco(scorer):
+    photos = _coco()
+    assert len(photos) == 64
+    found = [
+        (i, [(c.kind, c.text) for c in r.codes]) for i, r in enumerate(scorer.detect_batch(photos)) if r.count
+    ]
+    assert found == []
+
+
+@pytest.mark.parametrize(
+    "kind, sizes, angles",
+    [
+        ("qr", (80, 120), (0, 20, 45)),
+        ("ean13", (120, 200), (0, 15, 30)),
+        ("code128", (120, 200), (0, 15, 30)),
+    ],
+)
+def test_detection_rate_on_coco(scorer, kind, sizes, angles):
+    photos = _coco(12)
+    hits = []
+    for size in sizes:
+        for angle in angles:
+            for i, p in enumerate(photos):
+                image, text, box = eval_codes.sample(
+                    p, kind, size, angle, 0.0, seed=1000 * size + 10 * angle + i
+                )
+                hits.append(eval_codes.hit(scorer.detect(image), text, box)[0])
+    assert np.mean(hits) >= 0.95, f"{kind}: {np.mean(hits):.1%} of {len(hits)}"
+
+
+def test_finds_the_bar_code_of_the_paddleclas_demo(scorer):
+    report = scorer.detect(load_image(shared("photos", "paddleclas_demo", "code_10091.jpg")))
+    assert report.count >= 1 and "1d" in {c.family for c in report.codes}
