@@ -38,6 +38,8 @@ _RGB2GRAY = np.linalg.inv(
 )[0]
 
 N_FEATURES = 36
+#: rows per strip for the per-pixel stages (a few hundred KB of float64 per temporary)
+STRIP = 128
 
 
 class ImageTooSmall(ValueError):
@@ -50,9 +52,13 @@ def rgb2gray(image: np.ndarray) -> np.ndarray:
         return image
     if image.shape[2] == 1:
         return image[:, :, 0]
-    gray = cv2.transform(np.asarray(image[:, :, :3], dtype=np.float64), _RGB2GRAY.reshape(1, 3))
-    gray += 0.5  # values are >= 0: floor(x + 0.5) is MATLAB's round
-    return np.floor(gray, out=gray).astype(np.uint8)
+    out = np.empty(image.shape[:2], np.uint8)
+    for top in range(0, image.shape[0], STRIP):  # strips: the float64 temporaries stay in cache
+        rgb = np.asarray(image[top : top + STRIP, :, :3], dtype=np.float64)
+        gray = cv2.transform(rgb, _RGB2GRAY.reshape(1, 3))
+        gray += 0.5  # values are >= 0: floor(x + 0.5) is MATLAB's round
+        out[top : top + STRIP] = np.floor(gray, out=gray)
+    return out
 
 
 @functools.cache
@@ -113,17 +119,34 @@ _SQUARES = np.arange(256, dtype=np.uint16) ** 2  # x^2 of a uint8 image by table
 def _mscn(image: np.ndarray) -> np.ndarray:
     """Mean-subtracted contrast-normalised map: 7x7 Gaussian stats, zero padding, ``(x-mu)/(sigma+1)``.
 
-    ``image`` is uint8 gray (first scale: the filters read bytes) or float64. The
-    statistics are float64 (E[x^2] - mu^2 cancels); the map itself is returned as
-    float32, which is plenty for the moments and halves the memory traffic after it.
+    Computed in strips of rows (with 3 rows of context each side) so the float64
+    temporaries stay in cache; the result is exactly that of the whole image.
+    """
+    h, w = image.shape
+    out = np.empty((h, w), np.float32)
+    for top in range(0, h, STRIP):
+        lo, hi = max(0, top - 3), min(h, top + STRIP + 3)
+        n = min(STRIP, h - top)
+        out[top : top + n] = _mscn_block(image[lo:hi])[top - lo : top - lo + n]
+    return out
+
+
+def _mscn_block(image: np.ndarray) -> np.ndarray:
+    """MSCN of a block (uint8: the filters read bytes; or float64). Rows within 3 of a cut are wrong.
+
+    The statistics are float64 (E[x^2] - mu^2 cancels); the map is returned as
+    float32, plenty for the moments and half the memory traffic after it.
     """
     g = _gaussian_window()
     zero = cv2.BORDER_CONSTANT
     squared = cv2.LUT(image, _SQUARES) if image.dtype == np.uint8 else cv2.multiply(image, image)
     mu = cv2.sepFilter2D(image, cv2.CV_64F, g, g, borderType=zero)
     sigma = cv2.sepFilter2D(squared, cv2.CV_64F, g, g, borderType=zero)
-    sigma = cv2.sqrt(cv2.absdiff(sigma, cv2.multiply(mu, mu)))
-    out = cv2.divide(cv2.subtract(image, mu, dtype=cv2.CV_64F), cv2.add(sigma, 1.0), dtype=cv2.CV_32F)
+    cv2.absdiff(sigma, cv2.multiply(mu, mu), dst=sigma)
+    cv2.sqrt(sigma, dst=sigma)
+    cv2.add(sigma, 1.0, dst=sigma)
+    cv2.subtract(image, mu, dst=mu, dtype=cv2.CV_64F)
+    out = cv2.divide(mu, sigma, dtype=cv2.CV_32F)
     # Where the whole 7x7 window (zero padding included) is constant, x - mu is exactly 0;
     # the float sums leave +-1e-15 there, whose sign would decide left/right AGGD counts.
     low = cv2.erode(image, _BOX, borderType=zero, borderValue=0)
@@ -132,30 +155,23 @@ def _mscn(image: np.ndarray) -> np.ndarray:
     return out
 
 
-def _ggd_features(mscn: np.ndarray) -> list[float]:
+def _ggd_features(n: int, sq_sum: float, abs_sum: float) -> list[float]:
     """GGD shape (table lookup of the moment ratio) and variance of the MSCN map."""
     alphas, r_ggd, _ = _alpha_tables()
-    n = mscn.size
-    sigma_sq = cv2.norm(mscn, cv2.NORM_L2SQR) / n
-    e_abs = cv2.norm(mscn, cv2.NORM_L1) / n
-    rho = sigma_sq / (e_abs * e_abs)
+    sigma_sq = sq_sum / n
+    e_abs = abs_sum / n
+    rho = sigma_sq / (e_abs * e_abs) if e_abs else np.nan
     return [float(alphas[np.argmin(np.abs(rho - r_ggd))]), sigma_sq]
 
 
-def _aggd_features(pair: np.ndarray) -> list[float]:
+def _aggd_features(n: int, sq_all: float, abs_all: float, sq_pos: float, n_pos: float, n_nonzero: float):
     """AGGD shape, mean, left and right variances of a product map (the release's estimator)."""
     alphas, _, r_aggd = _alpha_tables()
-    n = pair.size
-    sq_all = cv2.norm(pair, cv2.NORM_L2SQR)
-    abs_all = cv2.norm(pair, cv2.NORM_L1)
-    positive = cv2.threshold(pair, 0.0, 0.0, cv2.THRESH_TOZERO)[1]
-    sq_pos = cv2.norm(positive, cv2.NORM_L2SQR)
-    n_pos = cv2.countNonZero(positive)
-    n_neg = cv2.countNonZero(pair) - n_pos
+    n_neg = n_nonzero - n_pos
     left_std = np.sqrt((sq_all - sq_pos) / n_neg) if n_neg else np.nan
     right_std = np.sqrt(sq_pos / n_pos) if n_pos else np.nan
     gamma_hat = left_std / right_std
-    r_hat = (abs_all / n) ** 2 / (sq_all / n)
+    r_hat = (abs_all / n) ** 2 / (sq_all / n) if sq_all else np.nan
     r_norm = r_hat * (gamma_hat**3 + 1) * (gamma_hat + 1) / (gamma_hat**2 + 1) ** 2
     alpha = float(alphas[np.argmin((r_aggd - r_norm) ** 2)])
     g1, g2, g3 = gamma_fn(1 / alpha), gamma_fn(2 / alpha), gamma_fn(3 / alpha)
@@ -167,6 +183,38 @@ def _aggd_features(pair: np.ndarray) -> list[float]:
 SHIFTS = ((0, 1), (1, 0), (1, 1), (-1, 1))
 
 
+def _scale_features(mscn: np.ndarray) -> list[float]:
+    """The 18 features of one scale, from sums accumulated over strips of rows.
+
+    GGD: sum of squares and of magnitudes. AGGD, for each circular shift: sums of
+    squares and magnitudes of the products, the sum of squares of the positive
+    ones, and the counts of positive and non-zero products (the negative side is
+    the difference).
+    """
+    h, w = mscn.shape
+    wrapped = np.pad(mscn, 1, mode="wrap")  # circshift by one in any direction is a view of this
+    ggd = np.zeros(2)
+    aggd = np.zeros((len(SHIFTS), 5))
+    for top in range(0, h, STRIP):
+        block = mscn[top : top + STRIP]
+        rows = block.shape[0]
+        ggd += (cv2.norm(block, cv2.NORM_L2SQR), cv2.norm(block, cv2.NORM_L1))
+        for i, (dy, dx) in enumerate(SHIFTS):
+            pair = cv2.multiply(block, wrapped[top + 1 - dy : top + 1 - dy + rows, 1 - dx : 1 - dx + w])
+            positive = cv2.threshold(pair, 0.0, 0.0, cv2.THRESH_TOZERO)[1]
+            aggd[i] += (
+                cv2.norm(pair, cv2.NORM_L2SQR),
+                cv2.norm(pair, cv2.NORM_L1),
+                cv2.norm(positive, cv2.NORM_L2SQR),
+                cv2.countNonZero(positive),
+                cv2.countNonZero(pair),
+            )
+    feats = _ggd_features(mscn.size, *ggd)
+    for sums in aggd:
+        feats += _aggd_features(mscn.size, *sums)
+    return feats
+
+
 def brisque_features(image: np.ndarray) -> np.ndarray:
     """The 36 BRISQUE features of one image (RGB uint8, or 2-D gray uint8/float in [0, 255])."""
     gray = rgb2gray(image) if image.ndim == 3 else image
@@ -175,18 +223,9 @@ def brisque_features(image: np.ndarray) -> np.ndarray:
     if gray.dtype != np.uint8:
         gray = np.asarray(gray, dtype=np.float64)
     gray = np.ascontiguousarray(gray)
-    feats: list[float] = []
-    for scale in range(2):
-        mscn = _mscn(gray)
-        feats += _ggd_features(mscn)
-        h, w = mscn.shape
-        wrapped = np.pad(mscn, 1, mode="wrap")  # circshift by one in any direction is a view of this
-        for dy, dx in SHIFTS:
-            shifted = wrapped[1 - dy : 1 - dy + h, 1 - dx : 1 - dx + w]
-            feats += _aggd_features(cv2.multiply(mscn, shifted))
-        if scale == 0:
-            gray = imresize_half(gray)
-    return np.asarray(feats, dtype=np.float64)
+    first = _scale_features(_mscn(gray))
+    second = _scale_features(_mscn(imresize_half(gray)))
+    return np.asarray(first + second, dtype=np.float64)
 
 
 class BrisqueModel:

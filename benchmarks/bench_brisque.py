@@ -1,0 +1,97 @@
+"""BRISQUE speed: ms per image at 0.2, 1 and 4 megapixels, one process, against PyPI ``brisque``.
+
+    python benchmarks/bench_brisque.py [--repeats 3] [--threads N]
+
+Images are real photos (../shared/data/photos) resized to each size and held in
+memory, so both implementations get the same pixels and decoding is not timed.
+The PyPI ``brisque`` package (0.2.0) crashes on NumPy >= 2.3; when it is not
+importable its column is skipped. To fill it in, run this script from a venv with
+``pip install "numpy<2.3" brisque opencv-python-headless scipy pillow`` and
+``PYTHONPATH=<this repo>``. The ``blur7`` column is a float64 7x7 Gaussian filter of
+the same gray image, timed in the same run: a yardstick that moves with the
+machine's load, so the ``x blur7`` ratio is comparable across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import best_of, shared_photos  # noqa: E402
+
+from paddlemix_iqa.io import load_image  # noqa: E402
+from paddlemix_iqa.scorers import get_scorer  # noqa: E402
+
+SIZES_MP = (0.2, 1.0, 4.0)
+
+
+def photos_at(sources: list[np.ndarray], megapixels: float) -> list[np.ndarray]:
+    """Each photo resized (area filter) to about ``megapixels`` at 4:3 (3:4 for portrait sources)."""
+    out = []
+    for img in sources:
+        long = round(math.sqrt(megapixels * 1e6 * 4 / 3))
+        short = round(long * 3 / 4)
+        size = (long, short) if img.shape[1] >= img.shape[0] else (short, long)
+        out.append(cv2.resize(img, size, interpolation=cv2.INTER_AREA))
+    return out
+
+
+def pypi_brisque():
+    """The PyPI package's scorer, or the reason it cannot be used here."""
+    try:
+        from brisque import BRISQUE
+
+        return BRISQUE(url=False), None
+    except Exception as exc:  # noqa: BLE001 - any import/initialisation failure means: skip the column
+        return None, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=3, help="best of N runs")
+    parser.add_argument("--photos", type=int, default=6, help="photos per size")
+    parser.add_argument("--threads", type=int, default=None, help="cv2 threads (default: OpenCV's choice)")
+    args = parser.parse_args()
+    if args.threads is not None:
+        cv2.setNumThreads(args.threads)
+
+    paths = shared_photos("blur_triplets", "*_S.*") + shared_photos("coco")
+    sources = [load_image(p) for p in paths[: args.photos]]
+    ours = get_scorer("brisque")
+    theirs, why_not = pypi_brisque()
+    print(f"numpy {np.__version__}, opencv {cv2.__version__}, cv2 threads {cv2.getNumThreads()}, "
+          f"{len(sources)} photos per size, best of {args.repeats}")
+    if theirs is None:
+        print(f"PyPI brisque: not importable ({why_not}); it needs NumPy < 2.3 -- column skipped")
+
+    g = cv2.getGaussianKernel(7, 7 / 6, cv2.CV_64F)
+    header = f"{'MP':>5} {'size':>10} {'ours ms':>9} {'blur7 ms':>9} {'x blur7':>8}"
+    if theirs is not None:
+        header += f" {'PyPI ms':>9} {'speed-up':>9} {'max |diff|':>10}"
+    print(header)
+    for mp in SIZES_MP:
+        images = photos_at(sources, mp)
+        n = len(images)
+        ours.score_batch(images[:1])  # warm-up: tables, model load
+        t_ours = best_of(lambda images=images: ours.score_batch(images), args.repeats) / n
+        grays = [cv2.cvtColor(i, cv2.COLOR_RGB2GRAY).astype(np.float64) for i in images]
+        t_blur = best_of(lambda grays=grays: [cv2.sepFilter2D(x, -1, g, g) for x in grays], args.repeats) / n
+        h, w = images[0].shape[:2]
+        line = f"{mp:>5} {f'{w}x{h}':>10} {t_ours * 1e3:>9.2f} {t_blur * 1e3:>9.3f} {t_ours / t_blur:>8.1f}"
+        if theirs is not None:
+            scores = [theirs.score(i) for i in images]  # warm-up and agreement check
+            t_theirs = best_of(lambda images=images: [theirs.score(i) for i in images], args.repeats) / n
+            diff = np.max(np.abs(np.asarray(scores) - ours.score_batch(images)))
+            line += f" {t_theirs * 1e3:>9.1f} {t_theirs / t_ours:>8.1f}x {diff:>10.2f}"
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
