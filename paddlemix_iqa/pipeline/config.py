@@ -33,9 +33,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ..ops import ImageOp, MetricFilter, build_op, list_ops, op_class
 from ..scorers import get_scorer, scorer_params
 
-#: parameters every ImageOp accepts (passed through ``**kwargs`` by most op classes)
-BASE_OP_PARAMS = ("key", "root", "mode", "keep_all", "name")
-
 
 class ConfigError(ValueError):
     """A pipeline config that cannot run; the message names the key and line."""
@@ -153,16 +150,24 @@ def _accepted(func: Any, skip: int = 1) -> tuple[list[str], bool]:
 
 
 def op_parameters(name: str, params: dict[str, Any] | None = None) -> list[str]:
-    """Every parameter op ``name`` accepts (for a metric op: its scorer's too)."""
+    """Every parameter op ``name`` accepts: its ``__init__`` and the bases' it forwards ``**kwargs`` to,
+    and for a metric op its scorer's too."""
     cls = op_class(name)
-    names, var_kw = _accepted(cls.__init__)
-    if cls is MetricFilter or issubclass(cls, MetricFilter):
+    names: list[str] = []
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass) or klass is object:
+            continue
+        own, var_kw = _accepted(klass.__init__)
+        names += own
+        if not var_kw or klass is ImageOp:
+            break
+    if issubclass(cls, MetricFilter):
+        metric = getattr(cls, "scorer_name", "") or (
+            (params or {}).get("metric") if name == "iqa_filter" else name[: -len("_filter")]
+        )
         names = [n for n in names if n != "metric" or name == "iqa_filter"]
-        metric = name[: -len("_filter")] if name != "iqa_filter" else (params or {}).get("metric")
         if metric:
             names += list(scorer_params(metric))
-    elif var_kw:
-        names += [n for n in BASE_OP_PARAMS if n not in names]
     return list(dict.fromkeys(names))
 
 
@@ -205,10 +210,10 @@ def _check_step(raw: Any, index: int, lines: dict, source: str | None, errors: l
         func = getattr(dataset, name, None) if dataset is not None else None
         if func is None:
             hint = _suggest(name, list_ops())
-            if dataset is None and not hint:
-                hint = (
-                    ". If it is a PaddleMIX DataCopilot op, install PaddleMIX "
-                    "(pip install git+https://github.com/PaddlePaddle/PaddleMIX) to chain it"
+            if dataset is None:
+                hint += (
+                    "; PaddleMIX is not installed, so DataCopilot ops cannot be chained "
+                    "(pip install git+https://github.com/PaddlePaddle/PaddleMIX)"
                 )
             errors.append(f"{where}: unknown op {name!r}{hint}; paddlemix-iqa ops: {', '.join(list_ops())}")
             return None
@@ -230,7 +235,7 @@ def _check_step(raw: Any, index: int, lines: dict, source: str | None, errors: l
             op = build_op(name, **params)
             if isinstance(op, MetricFilter):
                 get_scorer(op.metric, **op.scorer_params)
-        except (ValueError, TypeError, KeyError) as exc:
+        except (ValueError, TypeError, KeyError, FileNotFoundError) as exc:  # bad value, missing weights
             errors.append(f"{where}: op {name!r}: {exc}")
             return None
     return Step(name=name, params=params, line=lines.get(("process", index)), host=host)

@@ -143,6 +143,8 @@ def write_report(out_dir: str | Path, png: bool = False) -> Path:
                 f"{len(values)} images; median {np.median(values):.4g}, "
                 f"5% {np.percentile(values, 5):.4g}, 95% {np.percentile(values, 95):.4g}"
             )
+            marks = ", ".join(f"{ln['label']} ({ln['scale']})" for ln in lines) or "none (tagged only)"
+            stats += f"; thresholds: {html.escape(marks)}"
             sections.append(
                 f"<section><h3>{html.escape(metric)}</h3><p>{stats}</p>"
                 f'<img class="plot" src="data:image/png;base64,{hist}">{strips}</section>'

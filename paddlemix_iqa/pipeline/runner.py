@@ -278,6 +278,14 @@ def _work(batch: list[Entry]):
     return _CHAIN.run_head(batch)
 
 
+def _pool_context():
+    """Forkserver where available: forking a parent whose OpenCV/BLAS thread pools are running can deadlock."""
+    import multiprocessing
+
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
 class _Inline:
     """The executor interface, run in this process (workers = 1)."""
 
@@ -367,7 +375,7 @@ def _drive(config: PipelineConfig, chain: Chain, store: RunStore, resumed: int, 
         total=total, initial=resumed, unit="rec", disable=not progress, mininterval=0.5, dynamic_ncols=True
     )
     executor: Any = (
-        ProcessPoolExecutor(config.workers, initializer=_init_worker, initargs=(chain,))
+        ProcessPoolExecutor(config.workers, _pool_context(), initializer=_init_worker, initargs=(chain,))
         if config.workers > 1
         else _Inline(chain)
     )
