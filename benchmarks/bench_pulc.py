@@ -1,0 +1,94 @@
+"""Speed of the PULC runtime (batch 1 and 16) and of the code detector on 1-MP photos.
+
+Uses the official PULC models when they are in the weights cache; otherwise a
+PP-LCNet x1.0 with random weights exported in the same inference layout (the
+same graph and cost). The baseline, measured in the same run, is decoding the
+same 1-MP JPEGs with the package's loader.
+
+    python benchmarks/bench_pulc.py [--photos 32] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import cv2
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import best_of, shared_photos  # noqa: E402
+
+from paddlemix_iqa.io import load_image  # noqa: E402
+from paddlemix_iqa.models.weights import WeightsNotFound  # noqa: E402
+from paddlemix_iqa.scorers.codes import CodeScorer  # noqa: E402
+from paddlemix_iqa.scorers.pulc import PulcClarityScorer, preprocess  # noqa: E402
+
+
+def one_megapixel(paths: list[Path], folder: Path) -> list[Path]:
+    """The photos resized to 1152 px long side (about 1 MP), saved as JPEG quality 90."""
+    out = []
+    for p in paths:
+        img = load_image(p)
+        scale = 1152 / max(img.shape[:2])
+        img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+        out.append(folder / p.name)
+        Image.fromarray(img).save(out[-1], quality=90)
+    return out
+
+
+def pulc_scorer(folder: Path, threads: int) -> tuple[PulcClarityScorer, str]:
+    try:
+        return PulcClarityScorer(threads=threads), "official pulc_clarity"
+    except WeightsNotFound:
+        import paddle
+
+        from paddlemix_iqa.models.pplcnet import PPLCNet, export_inference
+
+        paddle.seed(0)
+        return PulcClarityScorer(export_inference(PPLCNet(), folder / "pplcnet"), threads=threads), (
+            "PP-LCNet x1.0, random weights (official models not in the cache)"
+        )
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--photos", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = one_megapixel(shared_photos("coco")[: args.photos], Path(tmp))
+        n = len(paths)
+        decode = best_of(lambda: [load_image(p) for p in paths]) / n
+        images = [load_image(p) for p in paths]
+        scorer, which = pulc_scorer(Path(tmp), args.threads)
+        scorer.score_batch(images[:2])  # build the predictor and warm up oneDNN
+        prep = best_of(lambda: [preprocess(img) for img in images]) / n
+        rows = [("decode 1-MP JPEG (baseline)", decode)]
+        rows.append(("PULC preprocess (resize 256, crop, normalise)", prep))
+        for batch in (1, 16):
+            scorer.batch_size = batch
+            rows.append(
+                (f"PULC inference+preprocess, batch {batch}", best_of(lambda: scorer.score_batch(images)) / n)
+            )
+        codes = CodeScorer()
+        codes.score_batch(images[:1])
+        rows.append(("code detector (working size 1024)", best_of(lambda: codes.score_batch(images)) / n))
+        found = sum(r.count for r in codes.detect_batch(images))
+
+    print(f"{n} COCO photos at 1152 px (~1 MP), {args.threads} threads; model: {which}")
+    print("| step | ms / image | x decode |")
+    print("|---|---|---|")
+    for label, seconds in rows:
+        print(f"| {label} | {1000 * seconds:.1f} | {seconds / decode:.2f} |")
+    print(f"(codes found on these photos: {found})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
