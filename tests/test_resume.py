@@ -57,7 +57,7 @@ def dataset(tmp_path_factory) -> Path:
 def config(root: Path, out: Path) -> Path:
     path = root / f"{out.name}.yaml"
     path.write_text(
-        f"input: {root / 'data.jsonl'}\noutput_dir: {out}\nworkers: 1\nbatch_size: 4\nreport: false\n"
+        f"input: {root / 'data.jsonl'}\noutput_dir: {out}\nworkers: 1\nbatch_size: 4\ncommit_seconds: 0\nreport: false\n"
         "process:\n  - decodable_filter:\n  - resolution_filter: {min_width: 64, min_height: 64}\n"
         "  - laplacian_filter: {min_score: 0.2}\n  - tenengrad_filter: {}\n"
     )

@@ -50,6 +50,7 @@ class Settings(BaseModel):
     batch_size: int = Field(32, ge=1, le=65536)
     report: bool = True
     progress: bool = True
+    commit_seconds: float = Field(1.0, ge=0.0)  # at most this much work is redone after a crash
     process: list[Any] = Field(min_length=1)
 
 
@@ -72,6 +73,7 @@ class PipelineConfig(BaseModel):
     batch_size: int
     report: bool
     progress: bool
+    commit_seconds: float
     steps: list[Step]
     source: str | None = None  # the YAML file it came from
 
@@ -321,6 +323,7 @@ def validate(
         batch_size=settings.batch_size,
         report=settings.report,
         progress=settings.progress,
+        commit_seconds=settings.commit_seconds,
         steps=[s for s in steps if s is not None],
         source=source,
     )

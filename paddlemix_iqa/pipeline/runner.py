@@ -382,6 +382,14 @@ def _drive(config: PipelineConfig, chain: Chain, store: RunStore, resumed: int, 
     pending: deque[Future] = deque()
     window = 2 * config.workers
     start, records, images = time.perf_counter(), 0, 0
+    unsaved: list[RecordResult] = []  # results waiting for the next commit (fsync is costly: group them)
+    last_commit = start
+
+    def save() -> None:
+        nonlocal last_commit
+        store.commit(unsaved)
+        unsaved.clear()
+        last_commit = time.perf_counter()
 
     def finish(future: Future) -> None:
         nonlocal records, images
@@ -389,7 +397,9 @@ def _drive(config: PipelineConfig, chain: Chain, store: RunStore, resumed: int, 
         if alive:
             finished += chain.run_tail(alive, loaded)
         finished.sort(key=lambda r: r.idx)
-        store.commit(finished)
+        unsaved.extend(finished)
+        if time.perf_counter() - last_commit >= config.commit_seconds or len(unsaved) >= 4096:
+            save()
         records += len(finished)
         images += sum(len(r.rows) for r in finished)
         bar.update(len(finished))
@@ -402,6 +412,7 @@ def _drive(config: PipelineConfig, chain: Chain, store: RunStore, resumed: int, 
                 finish(pending.popleft())
         while pending:
             finish(pending.popleft())
+        save()
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
         bar.close()
