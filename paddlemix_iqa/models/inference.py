@@ -43,7 +43,13 @@ def default_threads() -> int:
 class InferenceRunner:
     """A CPU Paddle Inference predictor over ``model_dir`` (``inference.json|pdmodel`` + ``.pdiparams``)."""
 
-    def __init__(self, model_dir: str | os.PathLike, threads: int | None = None, mkldnn: bool = True):
+    def __init__(
+        self,
+        model_dir: str | os.PathLike,
+        threads: int | None = None,
+        mkldnn: bool = True,
+        shape_cache: int = 16,
+    ):
         from paddle import inference
 
         found = find_program(model_dir)
@@ -60,6 +66,8 @@ class InferenceRunner:
         if mkldnn:
             try:
                 config.enable_mkldnn()
+                # oneDNN keeps compiled kernels per input shape; bound it for variable-size inputs
+                config.set_mkldnn_cache_capacity(shape_cache)
             except Exception as exc:  # noqa: BLE001 - builds without oneDNN still run, only slower
                 log.warning("oneDNN not available in this Paddle build (%s); running without it", exc)
                 self.mkldnn = False
