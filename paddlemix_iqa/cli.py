@@ -16,6 +16,8 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from .models.download import add_arguments as download_arguments
+
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 
@@ -180,18 +182,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_weights_download(args: argparse.Namespace) -> int:
-    try:
-        from .models.download import download
-    except ImportError as exc:
-        print(
-            f"paddlemix-iqa: weight downloads are not available in this installation ({exc}); "
-            f"put the files in $PADDLEMIX_IQA_HOME/{args.name}/ by hand",
-            file=sys.stderr,
-        )
-        return EXIT_FAILURE
-    path = download(args.name, url=args.url, home=args.home)
-    print(f"{args.name}: {path}")
-    return EXIT_OK
+    from .models.download import run
+
+    return run(args)
 
 
 # --- parser ------------------------------------------------------------------------------
@@ -279,9 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="download official weights (the only command that uses the network)",
         description="Download a model's official files into $PADDLEMIX_IQA_HOME/<name>/.",
     )
-    w.add_argument("name", help="model name, e.g. pulc_clarity")
-    w.add_argument("--url", help="download from this URL instead of the official one")
-    w.add_argument("--home", help="weights folder (default: $PADDLEMIX_IQA_HOME or ~/.cache/paddlemix_iqa)")
+    download_arguments(w)
     w.set_defaults(func=cmd_weights_download)
     return parser
 

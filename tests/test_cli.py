@@ -118,33 +118,3 @@ def test_ops_lists_ops_and_scorers_with_parameters(capsys):
     line = next(x for x in out.splitlines() if x.strip().startswith("laplacian_filter"))
     assert "min_score" in line and "working_size" in line
     assert any(x.strip().startswith("laplacian ") and "higher is better" in x for x in out.splitlines())
-
-
-def test_weights_download_calls_the_downloader(monkeypatch, tmp_path, capsys):
-    import types
-
-    calls = []
-    module = types.ModuleType("paddlemix_iqa.models.download")
-    module.download = lambda name, url=None, home=None: calls.append((name, url, home)) or Path(home) / name
-    monkeypatch.setitem(sys.modules, "paddlemix_iqa.models.download", module)
-    assert (
-        main(
-            [
-                "weights",
-                "download",
-                "pulc_clarity",
-                "--url",
-                "http://127.0.0.1:1/x.tar",
-                "--home",
-                str(tmp_path),
-            ]
-        )
-        == 0
-    )
-    assert calls == [("pulc_clarity", "http://127.0.0.1:1/x.tar", str(tmp_path))]
-
-
-def test_weights_download_without_the_module_fails_clearly(monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "paddlemix_iqa.models.download", None)  # import raises ImportError
-    assert main(["weights", "download", "pulc_clarity"]) == 1
-    assert "weight downloads are not available" in capsys.readouterr().err

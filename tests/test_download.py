@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from paddlemix_iqa.models.download import DownloadError, download, main
+from paddlemix_iqa.cli import main as cli_main
+from paddlemix_iqa.models.download import DownloadError, download
 
 paddle = pytest.importorskip("paddle")
 
@@ -135,9 +136,10 @@ def test_not_a_tar_missing_url_and_checksum(server, model_files, tmp_path):
 def test_command_line(server, model_files, tmp_path, capsys):
     root, base = server
     _tar(root / "cli.tar", _official_layout(model_files))
-    assert main(["pulc_clarity", "--url", f"{base}/cli.tar", "--home", str(tmp_path)]) == 0
+    command = ["weights", "download", "pulc_clarity", "--home", str(tmp_path), "--url"]
+    assert cli_main([*command, f"{base}/cli.tar"]) == 0  # paddlemix-iqa weights download ...
     assert capsys.readouterr().out.strip() == str(tmp_path / "pulc_clarity")
-    assert main(["pulc_clarity", "--url", f"{base}/absent.tar", "--home", str(tmp_path)]) == 1
+    assert cli_main([*command, f"{base}/absent.tar"]) == 1
     assert "could not download" in capsys.readouterr().err
     # the module runs as a script too
     done = subprocess.run(
