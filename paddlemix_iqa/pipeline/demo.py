@@ -142,7 +142,7 @@ def build_demo(out: str | Path = "demo", force: bool = False) -> dict[str, Any]:
     )
     for i, name in enumerate(("astronaut", "camera", "ihc")):
         noisy = _noisy(photos[name], 50, seed=i)
-        add(f"noisy {name}", save(f"{name}_noise.jpg", noisy), "laplacian_filter", "laplacian ")
+        add(f"noisy {name}", save(f"{name}_noise.jpg", noisy), "brisque_filter", "brisque quality")
     for name in ("chelsea", "motorcycle"):
         add(
             f"JPEG-crushed {name}",

@@ -245,7 +245,6 @@ class BrisqueModel:
             self.quantize = bool(data["quantize"]) if "quantize" in data.files else False
         if self.support_vectors.shape[1] != N_FEATURES or len(self.coefs) != len(self.support_vectors):
             raise ValueError(f"{self.path}: not a BRISQUE model ({self.support_vectors.shape} support vectors)")
-        self._sv_sq = np.einsum("ij,ij->i", self.support_vectors, self.support_vectors)
 
     def scale(self, features: np.ndarray) -> np.ndarray:
         """svm-scale: each feature's (min, max) to (lower, upper); values outside are not clipped."""
@@ -260,10 +259,14 @@ class BrisqueModel:
         return scaled
 
     def predict(self, features: np.ndarray) -> np.ndarray:
-        """``sum_i coef_i exp(-gamma |sv_i - x|^2) - rho`` for each row of features (NaN rows give NaN)."""
+        """``sum_i coef_i exp(-gamma |sv_i - x|^2) - rho`` for each row of features (NaN rows give NaN).
+
+        Distances and sums are taken row by row (no BLAS matmul), so an image's score is
+        bit-identical whatever batch it arrives in: resumed and multi-worker runs match.
+        """
         x = self.scale(features)
-        d2 = self._sv_sq[None, :] + np.einsum("ij,ij->i", x, x)[:, None] - 2.0 * x @ self.support_vectors.T
-        return np.exp(-self.gamma * np.maximum(d2, 0.0)) @ self.coefs - self.rho
+        d2 = np.square(x[:, None, :] - self.support_vectors[None, :, :]).sum(axis=2)
+        return (np.exp(-self.gamma * d2) * self.coefs).sum(axis=1) - self.rho
 
 
 def _round_significant(x: np.ndarray, digits: int) -> np.ndarray:
