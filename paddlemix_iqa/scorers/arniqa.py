@@ -23,23 +23,22 @@ from pathlib import Path
 
 import numpy as np
 
+from ..models.arniqa_protocol import (
+    DATASETS,
+    ENCODER_FILE,
+    META_FILE,
+    center_corner_crops,
+    half_scale,
+    regressor_file,
+    scale_score,
+    to_input,
+)
 from ..models.weights import locate_weights
 from .base import Scorer
 
 log = logging.getLogger(__name__)
 
 RELEASE = "https://github.com/miccunifi/ARNIQA/releases/tag/weights"
-# kept in sync with paddlemix_iqa.models.arniqa.DATASETS (that module imports Paddle, this one must not)
-_RANGES = {
-    "live": (1.0, 100.0, "dmos"),
-    "csiq": (0.0, 1.0, "dmos"),
-    "tid2013": (0.0, 9.0, "mos"),
-    "kadid10k": (1.0, 5.0, "mos"),
-    "flive": (1.0, 100.0, "mos"),
-    "spaq": (1.0, 100.0, "mos"),
-    "clive": (1.0, 100.0, "mos"),
-    "koniq10k": (1.0, 100.0, "mos"),
-}
 
 
 def how_to(dataset: str) -> str:
@@ -68,8 +67,8 @@ class ArniqaScorer(Scorer):
         working_size: int | None = None,
         threads: int | None = None,
     ):
-        if dataset not in _RANGES:
-            raise ValueError(f"unknown ARNIQA regressor dataset {dataset!r}; known: {', '.join(_RANGES)}")
+        if dataset not in DATASETS:
+            raise ValueError(f"unknown ARNIQA regressor dataset {dataset!r}; known: {', '.join(DATASETS)}")
         if protocol not in ("crops", "whole"):
             raise ValueError(f"protocol must be 'crops' or 'whole', not {protocol!r}")
         if backend not in ("dygraph", "inference"):
@@ -85,7 +84,7 @@ class ArniqaScorer(Scorer):
         self.backend = backend
         self.working_size = working_size
         self.threads = threads
-        low, high, kind = _RANGES[dataset]
+        low, high, kind = DATASETS[dataset]
         self.native_range = (low, high)
         self.higher_is_better = kind == "mos"
         self._lock = threading.Lock()
@@ -104,11 +103,10 @@ class ArniqaScorer(Scorer):
 
     # --- loading ------------------------------------------------------------------------------
     def weights_dir(self) -> Path:
-        from ..models.arniqa import ENCODER_FILE, META_FILE
 
         return locate_weights(
             "arniqa",
-            required=[ENCODER_FILE, META_FILE, f"regressor_{self.dataset}.pdparams"],
+            required=[ENCODER_FILE, META_FILE, regressor_file(self.dataset)],
             path=self.weights,
             how_to=how_to(self.dataset),
         )
@@ -127,7 +125,6 @@ class ArniqaScorer(Scorer):
         if not len(images):
             return np.zeros(0, dtype=np.float64)
         runtime = self._load()
-        from ..models.arniqa import center_corner_crops, half_scale, to_input
 
         images = [self._fit(img) for img in images]
         scores = np.empty(len(images), dtype=np.float64)
@@ -154,9 +151,7 @@ class ArniqaScorer(Scorer):
 
     def scale(self, native: float | np.ndarray) -> np.ndarray:
         """The authors' ``_scale_score``: linear to [0, 1], inverted for DMOS, not clipped (``normalize`` clips)."""
-        low, high = self.native_range
-        scaled = (np.asarray(native, dtype=np.float64) - low) / (high - low)
-        return scaled if self.higher_is_better else 1.0 - scaled
+        return scale_score(native, self.dataset)
 
     def _fit(self, image: np.ndarray) -> np.ndarray:
         """Shrink (never enlarge) to ``working_size`` when one is set; RGB uint8 contiguous."""
@@ -213,7 +208,9 @@ class _Runtime:
                     export_encoder(model.encoder, program_dir)
                 except OSError as exc:  # a read-only weights directory: export next to the temp files
                     program_dir = Path(tempfile.mkdtemp(prefix="arniqa_inference_"))
-                    log.warning("cannot write %s (%s); exporting to %s", directory / INFERENCE_DIR, exc, program_dir)
+                    log.warning(
+                        "cannot write %s (%s); exporting to %s", directory / INFERENCE_DIR, exc, program_dir
+                    )
                     export_encoder(model.encoder, program_dir)
             self.encode = InferenceRunner(program_dir, threads=threads).run
         log.info("ARNIQA (%s regressor, %s) loaded from %s", dataset, backend, directory)
