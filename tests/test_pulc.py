@@ -127,7 +127,7 @@ def test_missing_weights_name_files_and_command(tmp_path, monkeypatch):
     with pytest.raises(WeightsNotFound) as err:
         PulcClarityScorer()
     message = str(err.value)
-    assert "inference.pdmodel or inference.json" in message and "inference.pdiparams" in message
+    assert "inference.json or inference.pdmodel" in message and "inference.pdiparams" in message
     assert "paddlemix-iqa weights download pulc_clarity" in message
     assert str(tmp_path / "pulc_clarity") in message
     with pytest.raises(WeightsNotFound, match="paddlemix-iqa weights download pulc_code"):

@@ -14,18 +14,18 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
-from pathlib import Path
 
 import cv2
 import numpy as np
 
+from ..models.inference import PARAMS_FILE, PROGRAM_FILES, InferenceRunner
 from ..models.weights import locate_weights
 from .base import Scorer
 
 log = logging.getLogger(__name__)
 
 #: the files of an inference directory: a graph in either format, and the parameters
-REQUIRED = [("inference.pdmodel", "inference.json"), "inference.pdiparams"]
+REQUIRED = [PROGRAM_FILES, PARAMS_FILE]
 #: PaddleClas deploy NormalizeImage constants (scale is the literal 0.00392157, not 1/255)
 SCALE = np.float32(0.00392157)
 MEAN = np.array([0.485, 0.456, 0.406], np.float32).reshape(1, 1, 3)
@@ -60,39 +60,6 @@ def _probabilities(out: np.ndarray) -> np.ndarray:
     return out
 
 
-class PulcRuntime:
-    """A Paddle Inference predictor for one inference directory (CPU, oneDNN when available)."""
-
-    def __init__(self, model_dir: str | os.PathLike, threads: int = 2, use_mkldnn: bool = True):
-        import paddle.inference as pi
-
-        model_dir = Path(model_dir)
-        graph = next(model_dir / n for n in REQUIRED[0] if (model_dir / n).is_file())
-        config = pi.Config(str(graph), str(model_dir / "inference.pdiparams"))
-        config.disable_gpu()
-        config.set_cpu_math_library_num_threads(int(threads))
-        if use_mkldnn:
-            try:
-                config.enable_mkldnn()
-            except Exception as exc:  # noqa: BLE001 - a build without oneDNN still runs, slower
-                log.warning("oneDNN unavailable (%s); running plain CPU kernels", exc)
-        config.switch_ir_optim(True)
-        config.disable_glog_info()
-        self.predictor = pi.create_predictor(config)
-        self.input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
-        self.output = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
-        self.lock = threading.Lock()  # a predictor is not safe to run from several threads at once
-        log.info("loaded PULC model %s", graph)
-
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        """Class probabilities (N x classes) for an N x 3 x 224 x 224 float32 batch."""
-        with self.lock:
-            self.input.reshape(list(batch.shape))
-            self.input.copy_from_cpu(np.ascontiguousarray(batch, dtype=np.float32))
-            self.predictor.run()
-            return _probabilities(self.output.copy_to_cpu())
-
-
 class PulcScorer(Scorer):
     """p1 of a two-class PULC model; higher means worse (blurred / has a code); quality is ``1 - p``."""
 
@@ -123,7 +90,7 @@ class PulcScorer(Scorer):
         )
         self.threads, self.batch_size, self.use_mkldnn = int(threads), int(batch_size), bool(use_mkldnn)
         self._decode_side = decode_side
-        self._runtime: PulcRuntime | None = None
+        self._runtime: InferenceRunner | None = None
         self._init_lock = threading.Lock()
 
     @property
@@ -135,10 +102,11 @@ class PulcScorer(Scorer):
         return self._decode_side
 
     @property
-    def runtime(self) -> PulcRuntime:
+    def runtime(self) -> InferenceRunner:
         with self._init_lock:
             if self._runtime is None:
-                self._runtime = PulcRuntime(self.model_dir, self.threads, self.use_mkldnn)
+                self._runtime = InferenceRunner(self.model_dir, self.threads, mkldnn=self.use_mkldnn)
+                log.info("loaded PULC model %s", self.model_dir)
         return self._runtime
 
     def probabilities(self, images: Sequence[np.ndarray]) -> np.ndarray:
@@ -147,7 +115,7 @@ class PulcScorer(Scorer):
         chunks = []
         for start in range(0, len(images), self.batch_size):
             batch = np.stack([preprocess(img) for img in images[start : start + self.batch_size]])
-            chunks.append(runtime(batch))
+            chunks.append(_probabilities(runtime.run(batch)))
         return np.concatenate(chunks) if chunks else np.zeros((0, 2))
 
     def score_batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
