@@ -137,11 +137,23 @@ def _load_errors(path: str) -> Iterator[None]:
         raise ImageUnreadable(text, path) from None
 
 
-def _oriented_size(img: Image.Image) -> tuple[int, int, int]:
-    """(width, height, EXIF orientation) as the image will be shown."""
-    orientation = img.getexif().get(0x0112, 1)
-    width, height = (img.height, img.width) if orientation in (5, 6, 7, 8) else img.size
-    return width, height, orientation
+def _orientation(img: Image.Image) -> int:
+    """The EXIF orientation tag (1: as stored; 5-8: width and height swap when shown)."""
+    return img.getexif().get(0x0112, 1)
+
+
+def _described(img: Image.Image, path: str, pixels: np.ndarray) -> DecodedImage:
+    """Pixels plus the facts of the opened file (size as shown, i.e. after EXIF orientation)."""
+    width, height = (img.height, img.width) if _orientation(img) in (5, 6, 7, 8) else img.size
+    return DecodedImage(
+        pixels=pixels,
+        width=width,
+        height=height,
+        path=path,
+        file_size=os.path.getsize(path),
+        format=img.format,
+        n_frames=getattr(img, "n_frames", 1),
+    )
 
 
 def decode_image(
@@ -160,21 +172,14 @@ def decode_image(
     with _load_errors(path), Image.open(path) as img:
         if img.width * img.height > limit:
             raise ImageTooLarge(f"{img.width}x{img.height} exceeds {limit} pixels", path)
-        width, height, orientation = _oriented_size(img)
+        header = _described(img, path, np.zeros((0, 0, 3), np.uint8))  # before draft() changes img.size
         if max_side and img.format == "JPEG" and max(img.size) > max_side:
             scale = max_side / max(img.size)
             img.draft(None, (max(1, int(img.width * scale)), max(1, int(img.height * scale))))
         img.load()  # the first frame of an animation; loading here surfaces truncation
-        pixels = _to_rgb(ImageOps.exif_transpose(img) if orientation != 1 else img)
-        return DecodedImage(
-            pixels=_shrink(pixels, max_side),
-            width=width,
-            height=height,
-            path=path,
-            file_size=os.path.getsize(path),
-            format=img.format,
-            n_frames=getattr(img, "n_frames", 1),
-        )
+        shown = ImageOps.exif_transpose(img) if _orientation(img) != 1 else img  # transpose copies: skip if upright
+        header.pixels = _shrink(_to_rgb(shown), max_side)
+        return header
 
 
 def load_image(ref: Any, root: str | os.PathLike | None = None, max_side: int | None = None) -> np.ndarray:
@@ -189,13 +194,4 @@ def probe_image(ref: Any, root: str | os.PathLike | None = None) -> DecodedImage
     """Header-only facts (size, format, file size) without decoding pixels; ``pixels`` is empty."""
     path = resolve_path(ref, root)
     with _load_errors(path), Image.open(path) as img:
-        width, height, _ = _oriented_size(img)
-        return DecodedImage(
-            pixels=np.zeros((0, 0, 3), np.uint8),
-            width=width,
-            height=height,
-            path=path,
-            file_size=os.path.getsize(path),
-            format=img.format,
-            n_frames=getattr(img, "n_frames", 1),
-        )
+        return _described(img, path, np.zeros((0, 0, 3), np.uint8))
