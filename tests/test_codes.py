@@ -63,6 +63,20 @@ def test_rotated_bar_code_is_found(scorer, photo):
     assert any(c.text in (text, text[1:]) for c in scorer.detect(image).codes)
 
 
+def test_screen_skips_plain_photos_and_keeps_codes(photo):
+    """The cheap screen says "no code" for plain photos and passes every kind the full search reads,
+    so results equal those of the full search alone."""
+    from skimage import data
+
+    fast, full = CodeScorer(), CodeScorer(screen=False)
+    for image in (photo, data.coffee(), data.chelsea()):
+        assert not fast._maybe_code(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
+    for kind, angle in (("qr", 45), ("ean13", 30), ("code128", 15)):
+        image, text, _ = _labelled(photo, kind, 160, angle=angle, seed=7)
+        assert [c.text for c in fast.detect(image).codes] == [c.text for c in full.detect(image).codes]
+        assert fast.detect(image).count == 1
+
+
 def test_a_code_filling_the_image_has_high_coverage(scorer):
     code = np.asarray(zxingcpp.create_barcode("paddlemix", zxingcpp.BarcodeFormat.QRCode).to_image(scale=12))
     report = scorer.detect(np.repeat(code[:, :, None], 3, axis=2))

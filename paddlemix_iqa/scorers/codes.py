@@ -10,6 +10,13 @@ OpenCV's undecoded 1-D candidates and hands them to zxing-cpp again; when still
 nothing decoded, bar-like regions (structure tensor) are rectified (rotation and
 perspective shear undone) and read once more, for bar codes photographed at an angle.
 
+All that costs ~70 ms per 1-MP photo, and ~99% of photos hold no code, so a cheap
+screen (~8 ms) runs first and the full search only runs when it sees something
+code-like: zxing-cpp in its fast mode (finds every QR the full search finds, and
+reports the undecodable ones as errors), OpenCV's 1-D box detector at low resolution,
+and a large compact patch of alternating parallel bars (the structure tensor) for
+sheared bar codes that neither detector sees.
+
 The native score is the fraction of the image covered by decoded codes (0 = no
 code); :meth:`CodeScorer.detect` gives the full report (count, kinds, polygons).
 """
@@ -111,6 +118,7 @@ class CodeScorer(Scorer):
         full_size: int | None = 2048,
         use_opencv: bool = True,
         rectify: bool = True,
+        screen: bool = True,
     ):
         if working_size < 64:
             raise ValueError("working_size must be at least 64 pixels")
@@ -120,6 +128,7 @@ class CodeScorer(Scorer):
         self.full_size = full_size
         self.use_opencv = use_opencv
         self.rectify = rectify
+        self.screen = screen
         self._local = threading.local()  # OpenCV detectors are not shared between threads
 
     @property
@@ -132,6 +141,27 @@ class CodeScorer(Scorer):
             self._local.bar = cv2.barcode.BarcodeDetector()
             self._local.qr = cv2.QRCodeDetectorAruco()
         return self._local.bar, self._local.qr
+
+    def _screen_detector(self):
+        """OpenCV's 1-D box finder on a 384-px copy: ~2 ms, misses no code the full search decodes."""
+        if not hasattr(self._local, "screen"):
+            self._local.screen = cv2.barcode.BarcodeDetector()
+            self._local.screen.setDownsamplingThreshold(384)
+        return self._local.screen
+
+    def _maybe_code(self, gray: np.ndarray) -> bool:
+        """Cheap screen: does ``gray`` (at working size) hold anything the full search could decode?
+
+        zxing-cpp without its rotated / downscaled / inverted retries is 3x faster, still
+        reads QR codes at any angle, and returns undecodable symbols as errors; rotated
+        1-D codes it cannot read are caught by the OpenCV box finder, sheared ones by the
+        bar-patch test.
+        """
+        if zxingcpp.read_barcodes(gray, try_rotate=False, try_downscale=False, return_errors=True):
+            return True
+        if self.use_opencv and self._screen_detector().detect(gray)[0]:
+            return True
+        return self.rectify and _has_bar_patch(gray)
 
     # --- decoding --------------------------------------------------------------------
     def _decode(self, gray: np.ndarray) -> tuple[list[Code], bool, list[np.ndarray]]:
@@ -212,6 +242,8 @@ class CodeScorer(Scorer):
         gray = np.ascontiguousarray(to_gray(image))
         h, w = gray.shape[:2]
         small = resize_long_side(gray, self.working_size) if max(h, w) > self.working_size else gray
+        if self.screen and not self._maybe_code(small):
+            return CodeReport(shape=(h, w))
         codes, unresolved = self._scan(small)
         passes = 1
         if unresolved:
@@ -239,7 +271,42 @@ class CodeScorer(Scorer):
         return np.array([r.coverage for r in self.detect_batch(images)], dtype=np.float64)
 
     def describe(self) -> dict:
-        return {**super().describe(), "full_size": self.full_size, "use_opencv": self.use_opencv}
+        return {
+            **super().describe(),
+            "full_size": self.full_size,
+            "use_opencv": self.use_opencv,
+            "screen": self.screen,
+        }
+
+
+def _has_bar_patch(gray: np.ndarray, side: int = 384, win: int = 7) -> bool:
+    """A large, compact patch of parallel bars at ``side`` px: gradients of one orientation
+    (coherence) that cancel out (alternating dark/light), as in a bar code, unlike a lone edge.
+
+    ~2 ms; fires on 3 of the 64 COCO photos, none of the blur triplets, and on the sheared
+    demo card. The area (0.75% of the image) and fill (0.75 of the region's rotated box)
+    thresholds were measured on those photos.
+    """
+    g = (resize_long_side(gray, side) if max(gray.shape[:2]) > side else gray).astype(np.float32)
+    gx, gy = cv2.Sobel(g, cv2.CV_32F, 1, 0), cv2.Sobel(g, cv2.CV_32F, 0, 1)
+    box = (win, win)
+    jxx, jyy, jxy = (cv2.boxFilter(m, -1, box) for m in (gx * gx, gy * gy, gx * gy))
+    mag = cv2.boxFilter(cv2.magnitude(gx, gy), -1, box)
+    mx, my = cv2.boxFilter(gx, -1, box), cv2.boxFilter(gy, -1, box)
+    coherent = (jxx - jyy) ** 2 + 4 * jxy**2 > 0.64 * (jxx + jyy) ** 2
+    mask = (coherent & (mx * mx + my * my < 0.09 * mag * mag) & (mag > 40)).astype(np.uint8)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (5, 5)))
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3)))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask)
+    for i in range(1, n):
+        x, y, w, h, area = stats[i]
+        if area < 0.0075 * g.size:
+            continue
+        ys, xs = np.nonzero(labels[y : y + h, x : x + w] == i)
+        _, (rw, rh), _ = cv2.minAreaRect(np.stack([xs, ys], 1).astype(np.float32))
+        if area >= 0.75 * rw * rh:
+            return True
+    return False
 
 
 def _bar_regions(gray: np.ndarray, limit: int = 4, win: int = 15) -> list[tuple[tuple, float]]:
