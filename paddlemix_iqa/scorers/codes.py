@@ -12,8 +12,8 @@ perspective shear undone) and read once more, for bar codes photographed at an a
 
 All that costs ~70 ms per 1-MP photo, and ~99% of photos hold no code, so a cheap
 screen (~8 ms) runs first and the full search only runs when it sees something
-code-like: zxing-cpp in its fast mode (finds every QR the full search finds, and
-reports the undecodable ones as errors), OpenCV's 1-D box detector at low resolution,
+code-like: zxing-cpp in its fast mode (reads QR at any angle and reports QR-like
+symbols it cannot decode as errors), OpenCV's 1-D box detector at low resolution,
 and a large compact patch of alternating parallel bars (the structure tensor) for
 sheared bar codes that neither detector sees.
 
@@ -143,7 +143,7 @@ class CodeScorer(Scorer):
         return self._local.bar, self._local.qr
 
     def _screen_detector(self):
-        """OpenCV's 1-D box finder on a 384-px copy: ~2 ms, misses no code the full search decodes."""
+        """OpenCV's 1-D box finder on a 384-px copy: ~2 ms (3.7 at its default 512), fires on 3 of 64 COCO photos."""
         if not hasattr(self._local, "screen"):
             self._local.screen = cv2.barcode.BarcodeDetector()
             self._local.screen.setDownsamplingThreshold(384)
@@ -152,7 +152,7 @@ class CodeScorer(Scorer):
     def _maybe_code(self, gray: np.ndarray) -> bool:
         """Cheap screen: does ``gray`` (at working size) hold anything the full search could decode?
 
-        zxing-cpp without its rotated / downscaled / inverted retries is 3x faster, still
+        zxing-cpp without its 90-degree and downscaled retries is 3x faster, still
         reads QR codes at any angle, and returns undecodable symbols as errors; rotated
         1-D codes it cannot read are caught by the OpenCV box finder, sheared ones by the
         bar-patch test.
