@@ -101,10 +101,16 @@ def odd_mode_files(tmp_path: Path, photo: np.ndarray) -> dict[str, Path]:
 
 @pytest.fixture()
 def host(monkeypatch):
-    """The DataCopilot stand-in on sys.path, freshly imported for each test."""
+    """The DataCopilot stand-in on sys.path, freshly imported for each test and forgotten after it."""
+
+    def paddlemix_modules():
+        return [m for m in sys.modules if m == "paddlemix" or m.startswith("paddlemix.")]
+
+    for name in paddlemix_modules():
+        monkeypatch.delitem(sys.modules, name)  # restored after the test
     monkeypatch.syspath_prepend(str(STANDIN))
-    for name in [m for m in sys.modules if m == "paddlemix" or m.startswith("paddlemix.")]:
-        monkeypatch.delitem(sys.modules, name)
     import paddlemix.datacopilot.core as core
 
-    return core
+    yield core
+    for name in paddlemix_modules():  # the stand-in must not leak into tests that expect no host
+        del sys.modules[name]

@@ -85,7 +85,7 @@ class LaplacianScorer(SharpnessScorer):
     """Variance of the 4-neighbour Laplacian of the gray image (0-255 scale)."""
 
     name = "laplacian"
-    midpoint = 400.0
+    midpoint = 350.0
 
     def response(self, gray):
         return cv2.Laplacian(gray, cv2.CV_32F, ksize=1)
@@ -98,7 +98,7 @@ class TenengradScorer(SharpnessScorer):
     """Tenengrad: mean squared 3x3 Sobel gradient magnitude."""
 
     name = "tenengrad"
-    midpoint = 7000.0
+    midpoint = 5500.0
 
     def response(self, gray):
         return _sobel_squared(gray)
