@@ -23,7 +23,8 @@ from PIL import Image
 
 from paddlemix_iqa import iqa_filter, scorers
 from paddlemix_iqa.models.weights import WeightsNotFound
-from paddlemix_iqa.ops import REJECT_KEY, iqa_arniqa
+from paddlemix_iqa.ops import host as host_ops
+from paddlemix_iqa.ops import iqa_arniqa
 from paddlemix_iqa.scorers import get_scorer
 from paddlemix_iqa.scorers.arniqa import ArniqaScorer
 
@@ -353,7 +354,8 @@ def test_pickles_without_the_model(converted, photos):
 
 def test_missing_weights_message_and_pipeline_unaffected(tmp_path, monkeypatch, photo):
     monkeypatch.setenv("PADDLEMIX_IQA_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(scorers, "_CACHE", {})
+    monkeypatch.setattr(scorers, "_CACHE", {})  # as in a fresh process: no scorer or host op built yet
+    host_ops._op.cache_clear()
     scorer = ArniqaScorer(dataset="live")
     with pytest.raises(WeightsNotFound) as info:
         scorer.score(photo)
@@ -371,12 +373,13 @@ def test_missing_weights_message_and_pipeline_unaffected(tmp_path, monkeypatch, 
         assert needed in message
 
     Image.fromarray(photo).save(tmp_path / "a.png")
-    arniqa, sharp = iqa_filter("arniqa", root=tmp_path), iqa_filter("laplacian", min_score=0.1, root=tmp_path)
-    item = {"image": "a.png"}
-    assert arniqa(item) is None and "WeightsNotFound" in item[REJECT_KEY]
+    with pytest.raises(WeightsNotFound, match="convert_arniqa"):  # building the op stops the run, before any image
+        iqa_filter("arniqa", root=tmp_path)
+    with pytest.raises(WeightsNotFound):  # the host-signature function too: no silent "reject everything"
+        iqa_arniqa({"image": str(tmp_path / "a.png")})
+    sharp = iqa_filter("laplacian", min_score=0.1, root=tmp_path)
     other = {"image": "a.png"}
     assert sharp(other) is other and other["__tag_laplacian"] > 0.1
-    assert iqa_arniqa({"image": str(tmp_path / "a.png")}) is False
 
 
 def test_import_builds_nothing_and_bad_params_fail_early():

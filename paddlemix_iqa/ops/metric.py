@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..io import DecodedImage
-from ..scorers import Scorer, get_scorer, scorer_class
+from ..scorers import Scorer, get_scorer
 from .base import ImageOp, Judgement, check_range, range_reason
 
 
@@ -17,8 +17,8 @@ class MetricFilter(ImageOp):
 
     ``min_score``/``max_score`` bound the normalised quality in [0, 1] (higher is
     better, the host's convention); ``min_value``/``max_value`` bound the native
-    score. Any bound left as None is open. The scorer is built on first use, so
-    constructing an op never loads a model.
+    score. Any bound left as None is open. Constructing the op builds the scorer and
+    checks that its weight files exist, but loads no model (that happens on first use).
     """
 
     def __init__(
@@ -36,7 +36,6 @@ class MetricFilter(ImageOp):
         name: str | None = None,
         **scorer_params: Any,
     ):
-        scorer_class(metric)  # fail now on an unknown metric, not on the first item
         check_range(min_score, max_score, "score", (0.0, 1.0))
         check_range(min_value, max_value, "value")
         self.metric = metric
@@ -44,6 +43,7 @@ class MetricFilter(ImageOp):
         self.min_score, self.max_score = min_score, max_score
         self.min_value, self.max_value = min_value, max_value
         self.scorer_params = scorer_params
+        self.scorer.check_weights()  # bad scorer parameters or missing weights fail here, not per item
 
     @property
     def scorer(self) -> Scorer:

@@ -44,7 +44,6 @@ class PulcFilter(MetricFilter):
             **kwargs,
         )
         self.threshold = threshold
-        self.scorer  # noqa: B018 - locate the weights now: WeightsNotFound names the files and command
 
     def judge(self, images: Sequence[DecodedImage]) -> list[Judgement]:
         verdicts = super().judge(images)

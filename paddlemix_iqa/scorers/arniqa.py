@@ -102,6 +102,9 @@ class ArniqaScorer(Scorer):
         self._lock = threading.Lock()
 
     # --- loading ------------------------------------------------------------------------------
+    def check_weights(self) -> None:
+        self.weights_dir()
+
     def weights_dir(self) -> Path:
 
         return locate_weights(

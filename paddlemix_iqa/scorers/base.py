@@ -35,6 +35,15 @@ class Scorer(ABC):
     def score_batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Native scores, one float per RGB uint8 image."""
 
+    def check_weights(self) -> None:
+        """Raise ``WeightsNotFound`` (with the command that fixes it) when model files are missing.
+
+        A file check only, nothing is loaded: ops call it when they are built so a
+        missing model stops a run before the first image instead of rejecting every item.
+        Weight-free scorers have nothing to check.
+        """
+        return None
+
     def score(self, image: np.ndarray) -> float:
         return float(self.score_batch([image])[0])
 
