@@ -11,7 +11,6 @@ exec((HERE / "paddlemix_iqa" / "_version.py").read_text(), version)
 PADDLE = ["paddlepaddle>=3.0"]  # GPU users install paddlepaddle-gpu themselves instead
 CONVERT = ["torch>=2.1", "x2paddle>=1.6.0", "six>=1.16"]
 TRAIN = ["scikit-learn>=1.3"]
-RAY = ["ray[data]>=2.9"]
 
 setup(
     name="paddlemix-iqa",
@@ -39,7 +38,6 @@ setup(
         "paddle": PADDLE,
         "convert": PADDLE + CONVERT,
         "train": TRAIN,
-        "ray": RAY,
         "test": PADDLE + TRAIN + ["pytest>=7.4", "ruff>=0.5"],
     },
     entry_points={"console_scripts": ["paddlemix-iqa=paddlemix_iqa.cli:main"]},
