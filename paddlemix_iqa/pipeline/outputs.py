@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 STATE = "state.sqlite"
 FILES = ("kept.jsonl", "rejected.jsonl", "scores.jsonl")
 
@@ -147,13 +149,29 @@ class RunStore:
     def metrics(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT DISTINCT metric FROM scores ORDER BY metric")]
 
-    def metric_rows(self, metric: str) -> list[tuple]:
-        """(value, quality, image, kept, idx) of every image scored on ``metric``."""
-        return self.db.execute(
-            "SELECT s.value, s.quality, s.image, r.kept, s.idx FROM scores s JOIN records r USING (idx) "
-            "WHERE s.metric = ? AND s.value IS NOT NULL",
-            (metric,),
-        ).fetchall()
+    def metric_values(self, metric: str) -> tuple[np.ndarray, np.ndarray]:
+        """(rowid, value, quality) of every image scored on ``metric`` as an N x 3 float array
+        (quality NaN when absent), read in chunks so a million rows cost 24 MB, not Python tuples."""
+        cursor = self.db.execute(
+            "SELECT rowid, value, quality FROM scores WHERE metric = ? AND value IS NOT NULL", (metric,)
+        )
+        chunks = []
+        while rows := cursor.fetchmany(1 << 16):
+            chunks.append(np.array(rows, dtype=np.float64))
+        table = np.concatenate(chunks) if chunks else np.zeros((0, 3))
+        return table[:, 0].astype(np.int64), table[:, 1:]
+
+    def score_rows(self, rowids: Sequence[int]) -> list[tuple]:
+        """(value, quality, image, kept, idx) of the given score rows, in the order asked."""
+        found = {
+            row[0]: row[1:]
+            for row in self.db.execute(
+                "SELECT s.rowid, s.value, s.quality, s.image, r.kept, s.idx FROM scores s "
+                f"JOIN records r USING (idx) WHERE s.rowid IN ({','.join('?' * len(rowids))})",
+                [int(i) for i in rowids],
+            )
+        }
+        return [found[int(i)] for i in rowids if int(i) in found]
 
 
 def _record_id(r: RecordResult) -> str:

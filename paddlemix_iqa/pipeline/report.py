@@ -82,18 +82,15 @@ def _histogram(metric: str, values: np.ndarray, quality: np.ndarray | None, line
     return data
 
 
-def _strips(rows: list[tuple], lines: list[dict]) -> dict[str, list[tuple]]:
-    """Worst / borderline / best rows (value, quality, image, kept, idx) for one metric."""
-    use_quality = all(r[1] is not None for r in rows)
-    key = np.array([r[1] if use_quality else r[0] for r in rows], dtype=np.float64)
+def _strips(key: np.ndarray, scale: str, lines: list[dict]) -> dict[str, np.ndarray]:
+    """Positions in ``key`` of the worst / borderline / best images of one metric."""
     order = np.argsort(key, kind="stable")
-    scale = "quality" if use_quality else "value"
     xs = [ln["x"] for ln in lines if ln["scale"] == scale]
-    strips = {"worst": [rows[i] for i in order[:STRIP]], "best": [rows[i] for i in order[::-1][:STRIP]]}
+    strips = {"worst": order[:STRIP], "best": order[::-1][:STRIP]}
     if xs:
         distance = np.min(np.abs(key[:, None] - np.array(xs)[None, :]), axis=1)
         near = np.argsort(distance, kind="stable")[:STRIP]
-        strips["borderline"] = [rows[i] for i in sorted(near, key=lambda i: key[i])]
+        strips["borderline"] = near[np.argsort(key[near], kind="stable")]
     return strips
 
 
@@ -127,17 +124,19 @@ def write_report(out_dir: str | Path, png: bool = False) -> Path:
         for op in summary.get("ops", []):
             thresholds.setdefault(op["metric"], []).extend(op["lines"])
         for metric in store.metrics():
-            rows = store.metric_rows(metric)
-            if not rows:
+            rowids, table = store.metric_values(metric)
+            if not len(rowids):
                 continue
-            values = np.array([r[0] for r in rows], dtype=np.float64)
-            q = [r[1] for r in rows]
-            quality = np.array(q, dtype=np.float64) if all(v is not None for v in q) else None
+            values, quality = table[:, 0], table[:, 1]
+            if np.isnan(quality).any():
+                quality = None
             lines = thresholds.get(metric, [])
             hist = _histogram(metric, values, quality, lines, png_dir)
+            key, scale = (values, "value") if quality is None else (quality, "quality")
             strips = "".join(
-                f'<h4>{name} ({len(sel)})</h4><div class="strip">{"".join(_cell(r, root) for r in sel)}</div>'
-                for name, sel in _strips(rows, lines).items()
+                f'<h4>{name} ({len(sel)})</h4><div class="strip">'
+                f"{''.join(_cell(r, root) for r in store.score_rows(rowids[sel]))}</div>"
+                for name, sel in _strips(key, scale, lines).items()
             )
             stats = (
                 f"{len(values)} images; median {np.median(values):.4g}, "
