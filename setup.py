@@ -9,7 +9,7 @@ version = {}
 exec((HERE / "paddlemix_iqa" / "_version.py").read_text(), version)
 
 PADDLE = ["paddlepaddle>=3.0"]  # GPU users install paddlepaddle-gpu themselves instead
-CONVERT = ["torch>=2.1", "x2paddle>=1.6.0", "six>=1.16"]
+CONVERT = ["torch>=2.1", "x2paddle>=1.6.0", "six>=1.16", "requests>=2.25"]  # x2paddle imports six and requests
 TRAIN = ["scikit-learn>=1.3"]
 
 setup(
