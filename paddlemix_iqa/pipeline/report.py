@@ -123,7 +123,10 @@ def write_report(out_dir: str | Path, png: bool = False) -> Path:
         thresholds: dict[str, list[dict]] = {}
         for op in summary.get("ops", []):
             thresholds.setdefault(op["metric"], []).extend(op["lines"])
-        for metric in store.metrics():
+        chain_order = list(thresholds)  # the ops' metrics in chain order; tag-only metrics follow
+        for metric in sorted(
+            store.metrics(), key=lambda m: (chain_order.index(m) if m in chain_order else len(chain_order), m)
+        ):
             rowids, table = store.metric_values(metric)
             if not len(rowids):
                 continue
