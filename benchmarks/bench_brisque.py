@@ -46,16 +46,6 @@ def photos_at(sources: list[np.ndarray], megapixels: float) -> list[np.ndarray]:
     return out
 
 
-def cpu_best_of(fn, repeats: int) -> float:
-    """Fastest process CPU time of ``repeats`` runs: time slices lost to other processes do not count."""
-    times = []
-    for _ in range(repeats):
-        start = time.process_time()
-        fn()
-        times.append(time.process_time() - start)
-    return min(times)
-
-
 def pypi_brisque():
     """The PyPI package's scorer, or the reason it cannot be used here."""
     try:
@@ -149,7 +139,7 @@ def main() -> int:
         n = len(images)
         ours.score_batch(images[:1])  # warm-up: tables, model load
         t_ours = best_of(lambda images=images: ours.score_batch(images), args.repeats) / n
-        c_ours = cpu_best_of(lambda images=images: ours.score_batch(images), args.repeats) / n
+        c_ours = best_of(lambda images=images: ours.score_batch(images), args.repeats, time.process_time) / n
         grays = [cv2.cvtColor(i, cv2.COLOR_RGB2GRAY).astype(np.float64) for i in images]
         t_blur = best_of(lambda grays=grays: [cv2.sepFilter2D(x, -1, g, g) for x in grays], args.repeats) / n
         h, w = images[0].shape[:2]
