@@ -56,6 +56,8 @@ class ArniqaScorer(Scorer):
 
     name = "arniqa"
     color = "rgb"
+    #: the default regressor's (kadid10k, MOS); an instance takes its own dataset's range
+    native_range = DATASETS["kadid10k"][:2]
 
     def __init__(
         self,
