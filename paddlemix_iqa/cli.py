@@ -182,9 +182,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_weights_download(args: argparse.Namespace) -> int:
-    from .models.download import run
+    from .models.download import DownloadError, download
 
-    return run(args)
+    try:
+        path = download(args.name, url=args.url, home=args.home, sha256=args.sha256)
+    except DownloadError as exc:
+        print(f"paddlemix-iqa weights download: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(path)
+    return EXIT_OK
 
 
 # --- parser ------------------------------------------------------------------------------

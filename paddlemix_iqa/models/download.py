@@ -46,7 +46,8 @@ def _fetch(url: str, dest: Path) -> str:
     """Stream ``url`` to ``dest``; return the sha256 of what was written."""
     digest = hashlib.sha256()
     try:
-        with urllib.request.urlopen(url, timeout=TIMEOUT) as response, dest.open("wb") as out:
+        # the package's only network access, reached from the user-run `weights download` command
+        with urllib.request.urlopen(url, timeout=TIMEOUT) as response, dest.open("wb") as out:  # noqa: S310
             while chunk := response.read(1 << 20):
                 digest.update(chunk)
                 out.write(chunk)
@@ -133,23 +134,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-def run(args: argparse.Namespace) -> int:
-    """Carry out parsed ``weights download`` arguments; prints the folder, returns an exit code."""
-    try:
-        path = download(args.name, url=args.url, home=args.home, sha256=args.sha256)
-    except DownloadError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(path)
-    return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = add_arguments(
-        argparse.ArgumentParser(prog="paddlemix-iqa weights download", description=__doc__)
-    )
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    return run(parser.parse_args(argv))
+    """``python -m paddlemix_iqa.models.download NAME ...``: the same as ``paddlemix-iqa weights download``."""
+    from ..cli import main as cli_main
+
+    return cli_main(["weights", "download", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
