@@ -159,3 +159,12 @@ def test_op_works_with_functools_partial_style_and_pickle(sharp_and_blurred):
     keep = functools.partial(lambda item, op: op(item) is not None, op=op)
     assert keep(record("sharp.png")) and not keep(record("blur.png"))
     assert np.isfinite(op(record("sharp.png"))["__tag_laplacian"])
+
+
+def test_neural_flag_comes_from_the_scorer():
+    """Pipelines batch neural scorers in one process; the flag is the scorer's, not a list of names."""
+    from paddlemix_iqa.scorers import scorer_class
+
+    assert scorer_class("arniqa").neural and scorer_class("pulc_code").neural
+    assert not any(scorer_class(m).neural for m in ("laplacian", "brisque", "codes"))
+    assert not build_op("laplacian_filter").neural and not build_op("code_filter").neural

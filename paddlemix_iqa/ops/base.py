@@ -61,6 +61,8 @@ class ImageOp:
     metric: str = "op"
     #: False when header facts (size, file size) are enough and pixels need not be decoded
     needs_pixels: bool = True
+    #: True when a neural network scores (pipelines then batch it in the main process)
+    neural: bool = False
 
     def __init__(
         self,

@@ -53,6 +53,10 @@ class MetricFilter(ImageOp):
     def decode_side(self) -> int | None:
         return self.scorer.decode_side
 
+    @property
+    def neural(self) -> bool:
+        return self.scorer.neural
+
     def judge(self, images: Sequence[DecodedImage]) -> list[Judgement]:
         scorer = self.scorer
         native = np.asarray(scorer.score_batch([img.pixels for img in images]), dtype=np.float64)

@@ -31,7 +31,6 @@ from .records import BadRecord, count_records, iter_records
 
 log = logging.getLogger(__name__)
 
-NEURAL_METRICS = ("arniqa", "pulc")
 Entry = tuple[int, Any]  # (input index, record)
 
 
@@ -46,6 +45,7 @@ class HostOp:
     """
 
     needs_pixels = False
+    neural = False
     decode_side = None
     image_key = "image"
 
@@ -122,11 +122,8 @@ class HostOp:
 
 
 def is_neural(op: Any) -> bool:
-    """Neural scorers run batched in the main process (see the module docstring)."""
-    if getattr(op, "neural", False):
-        return True
-    names = (str(getattr(op, "metric", "")), str(getattr(op, "name", "")))
-    return any(n == "arniqa" or n.startswith("pulc") for n in names)
+    """Ops whose scorer is a network run batched in the main process (see the module docstring)."""
+    return op.neural
 
 
 def op_thresholds(op: Any) -> dict[str, Any]:

@@ -55,6 +55,7 @@ class ArniqaScorer(Scorer):
     """ARNIQA quality; native score in the regressor dataset's range, normalised to [0, 1]."""
 
     name = "arniqa"
+    neural = True
     color = "rgb"
     #: the default regressor's (kadid10k, MOS); an instance takes its own dataset's range
     native_range = DATASETS["kadid10k"][:2]

@@ -30,6 +30,8 @@ class Scorer(ABC):
     color: ClassVar[Literal["rgb", "gray"]] = "rgb"
     #: long side (pixels) the metric wants; ``None`` means full resolution
     working_size: int | None = None
+    #: a neural network: pipelines run it batched in one process (one model load, no core contention)
+    neural: ClassVar[bool] = False
 
     @abstractmethod
     def score_batch(self, images: Sequence[np.ndarray]) -> np.ndarray:

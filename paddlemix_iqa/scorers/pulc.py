@@ -65,6 +65,7 @@ class PulcScorer(Scorer):
 
     higher_is_better = False
     native_range = (0.0, 1.0)
+    neural = True
     #: the official tarball's name in PaddleClas's model store
     archive: str = ""
 
