@@ -103,8 +103,7 @@ def test_two_workers_write_the_same_outputs_as_one(demo, default_run, tmp_path):
 
 
 def test_each_image_is_decoded_once_for_the_whole_chain(demo, tmp_path, monkeypatch):
-    import paddlemix_iqa.ops.base as op_base
-    import paddlemix_iqa.pipeline.runner as runner
+    import paddlemix_iqa.io.loading as loading
 
     calls = []
 
@@ -115,9 +114,8 @@ def test_each_image_is_decoded_once_for_the_whole_chain(demo, tmp_path, monkeypa
 
         return wrapped
 
-    monkeypatch.setattr(runner, "decode_image", counting(runner.decode_image))
-    monkeypatch.setattr(op_base, "decode_image", counting(op_base.decode_image))
-    monkeypatch.setattr(op_base, "probe_image", counting(op_base.probe_image))
+    monkeypatch.setattr(loading, "decode_image", counting(loading.decode_image))  # the one loader's entry points
+    monkeypatch.setattr(loading, "probe_image", counting(loading.probe_image))
     config = demo_config(demo, tmp_path, "default.yaml", "workers=1", "batch_size=64", "report=false")
     run_pipeline(config)
     assert len(calls) == len(set(calls))  # one decode per image, shared by the four ops

@@ -8,7 +8,7 @@ from .errors import (
     ImageUnreadable,
     NotAnImage,
 )
-from .loading import DecodedImage, decode_image, load_image, probe_image, resolve_path
+from .loading import DecodedImage, decode_image, decode_or_error, load_image, probe_image, resolve_path
 
 __all__ = [
     "DecodedImage",
@@ -19,6 +19,7 @@ __all__ = [
     "ImageUnreadable",
     "NotAnImage",
     "decode_image",
+    "decode_or_error",
     "load_image",
     "probe_image",
     "resolve_path",

@@ -177,9 +177,22 @@ def decode_image(
             scale = max_side / max(img.size)
             img.draft(None, (max(1, int(img.width * scale)), max(1, int(img.height * scale))))
         img.load()  # the first frame of an animation; loading here surfaces truncation
-        shown = ImageOps.exif_transpose(img) if _orientation(img) != 1 else img  # transpose copies: skip if upright
+        shown = (
+            ImageOps.exif_transpose(img) if _orientation(img) != 1 else img
+        )  # transpose copies: skip if upright
         header.pixels = _shrink(_to_rgb(shown), max_side)
         return header
+
+
+def decode_or_error(
+    ref: Any, root: str | os.PathLike | None = None, max_side: int | None = None, pixels: bool = True
+) -> DecodedImage | ImageLoadError:
+    """:func:`decode_image` (or :func:`probe_image` when ``pixels`` is False) that returns the
+    typed error instead of raising it, for batch code that records failures per image."""
+    try:
+        return decode_image(ref, root=root, max_side=max_side) if pixels else probe_image(ref, root=root)
+    except ImageLoadError as exc:
+        return exc
 
 
 def load_image(ref: Any, root: str | os.PathLike | None = None, max_side: int | None = None) -> np.ndarray:

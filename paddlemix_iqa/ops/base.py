@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..io import DecodedImage, ImageLoadError, decode_image, probe_image, resolve_path
+from ..io import DecodedImage, ImageLoadError, decode_or_error, resolve_path
 
 TAG_PREFIX = "__tag_"
 ERROR_KEY = "__iqa_error"  # why an image of the item could not be read
@@ -102,12 +102,7 @@ class ImageOp:
         """Decode (or only probe) references; failures come back as ImageLoadError values."""
 
         def one(ref: Any) -> Loaded:
-            try:
-                if self.needs_pixels:
-                    return decode_image(ref, root=self.root, max_side=self.decode_side)
-                return probe_image(ref, root=self.root)
-            except ImageLoadError as exc:
-                return exc
+            return decode_or_error(ref, self.root, self.decode_side, pixels=self.needs_pixels)
 
         if workers > 1 and len(refs) > 1:
             with ThreadPoolExecutor(workers) as pool:

@@ -23,7 +23,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from ..io import DecodedImage, ImageLoadError, decode_image, probe_image, resolve_path
+from ..io import DecodedImage, ImageLoadError, decode_or_error, resolve_path
 from ..ops.base import ERROR_KEY, REJECT_KEY, TAG_PREFIX, ImageOp, image_refs
 from .config import ConfigError, PipelineConfig
 from .outputs import FILES, STATE, RecordResult, RunStore, atomic_write, dumps
@@ -163,15 +163,10 @@ class Chain:
                         path = resolve_path(ref, self.root)
                     except ImageLoadError:
                         continue  # the op reports it
-                    if path in loaded:
-                        continue
-                    try:
-                        if self.needs_pixels:
-                            loaded[path] = decode_image(path, max_side=self.decode_side)
-                        else:
-                            loaded[path] = probe_image(path)
-                    except ImageLoadError as exc:
-                        loaded[path] = exc
+                    if path not in loaded:
+                        loaded[path] = decode_or_error(
+                            path, max_side=self.decode_side, pixels=self.needs_pixels
+                        )
         return loaded
 
     def run_head(self, batch: Sequence[Entry]) -> tuple[list[RecordResult], list[Entry], dict]:
