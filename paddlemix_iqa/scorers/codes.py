@@ -98,6 +98,15 @@ def _zxing_polygon(position) -> np.ndarray:
     return np.array([(p.x, p.y) for p in corners], np.float32)
 
 
+def _read_linear(crop: np.ndarray, back: np.ndarray, decoder: str, **options) -> list[Code]:
+    """1-D codes zxing-cpp decodes in a warped crop, with polygons mapped back by the inverse affine ``back``."""
+    return [
+        Code(r.format.name, r.text, cv2.transform(_zxing_polygon(r.position)[None], back)[0], decoder)
+        for r in zxingcpp.read_barcodes(crop, formats=zxingcpp.BarcodeFormat.AllLinear, **options)
+        if r.valid and r.text
+    ]
+
+
 def _inflate(polygon: np.ndarray, min_side: float = 2.0) -> np.ndarray:
     """Give a degenerate polygon (a 1-D code read on one scan line) some area: its rotated box, >= min_side thick."""
     (cx, cy), (w, h), angle = cv2.minAreaRect(polygon.astype(np.float32))
@@ -212,16 +221,7 @@ class CodeScorer(Scorer):
         back = cv2.invertAffineTransform(rot)
         sharpened = cv2.addWeighted(crop, 2.0, cv2.GaussianBlur(crop, (0, 0), 2.0), -1.0, 0)
         for candidate in (crop, sharpened):
-            found = [
-                Code(
-                    r.format.name,
-                    r.text,
-                    cv2.transform(_zxing_polygon(r.position)[None], back)[0],
-                    "zxing+deskew",
-                )
-                for r in zxingcpp.read_barcodes(candidate, formats=zxingcpp.BarcodeFormat.AllLinear)
-                if r.valid and r.text
-            ]
+            found = _read_linear(candidate, back, "zxing+deskew")
             if found:
                 return found
         return []
@@ -353,16 +353,7 @@ def _rectified(gray: np.ndarray, rect: tuple, theta: float) -> list[Code]:
         affine = np.hstack([m, t[:, None]]).astype(np.float32)
         crop = cv2.warpAffine(gray, affine, size, flags=cv2.INTER_CUBIC, borderValue=255)
         back = cv2.invertAffineTransform(affine)
-        found = [
-            Code(
-                r.format.name,
-                r.text,
-                cv2.transform(_zxing_polygon(r.position)[None], back)[0],
-                "zxing+rectify",
-            )
-            for r in zxingcpp.read_barcodes(crop, formats=zxingcpp.BarcodeFormat.AllLinear, try_rotate=False)
-            if r.valid and r.text
-        ]
+        found = _read_linear(crop, back, "zxing+rectify", try_rotate=False)
         if found:
             return found
     return []
