@@ -22,6 +22,7 @@ class PulcFilter(MetricFilter):
     """Threshold on a PULC model's p1; tags quality ``1 - p`` and the raw p."""
 
     scorer_name: str = ""
+    op_name: str = ""  # the registry name, used as the op's default name in reasons
     label: str = "p"
 
     def __init__(
@@ -35,6 +36,7 @@ class PulcFilter(MetricFilter):
     ):
         if threshold is not None and not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold {threshold} is outside [0, 1]")
+        kwargs.setdefault("name", self.op_name)
         super().__init__(
             self.scorer_name,
             model_dir=model_dir,
@@ -62,19 +64,13 @@ class PulcBlurFilter(PulcFilter):
     """Drop blurred images: PULC ``clarity_assessment`` p(blurred) >= ``threshold``."""
 
     scorer_name = "pulc_clarity"
+    op_name = "pulc_blur_filter"
     label = "p(blurred)"
-
-    def __init__(self, threshold: float | None = 0.5, **kwargs: Any):
-        kwargs.setdefault("name", "pulc_blur_filter")
-        super().__init__(threshold, **kwargs)
 
 
 class PulcCodeFilter(PulcFilter):
     """Drop images with a QR / bar / ad code: PULC ``code_exists`` p(code) >= ``threshold``."""
 
     scorer_name = "pulc_code"
+    op_name = "pulc_code_filter"
     label = "p(code)"
-
-    def __init__(self, threshold: float | None = 0.5, **kwargs: Any):
-        kwargs.setdefault("name", "pulc_code_filter")
-        super().__init__(threshold, **kwargs)
