@@ -33,6 +33,7 @@ setup(
         "zxing-cpp>=2.2",
         "matplotlib>=3.7",
         "scikit-image>=0.21",
+        "ijson>=3.2",
     ],
     extras_require={
         "paddle": PADDLE,

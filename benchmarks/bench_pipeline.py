@@ -29,7 +29,7 @@ def measure(config_path: str, drop: set[str], repeat: int, runs: int, photos: li
     with open(records, "w") as f:
         for i in range(repeat):
             for p in photos:
-                f.write(json.dumps({"id": f"{i}-{p.stem}", "image": str(p)}) + "\n")
+                f.write(json.dumps({"id": f"{i}-{p.stem}", "image": p.name}) + "\n")
     n = repeat * len(photos)
 
     def config(workers: int, out: str):
@@ -37,7 +37,7 @@ def measure(config_path: str, drop: set[str], repeat: int, runs: int, photos: li
             config_path,
             [
                 f"input={records}",
-                f"image_root={work}",
+                f"image_root={photos[0].parent}",  # records name photos relative to their folder
                 f"output_dir={work / out}",
                 f"workers={workers}",
                 "report=false",

@@ -95,16 +95,23 @@ def cmd_score(args: argparse.Namespace) -> int:
                 decoded.append((path, decode_image(path, max_side=side).pixels))
             except ImageLoadError as exc:
                 errors[path] = exc.reason
-        values = {}
+        values: dict[tuple[str, str], float] = {}
         for name, scorer in zip(names, scorers, strict=True):
-            if decoded:
-                native = scorer.score_batch([px for _, px in decoded])
-                values[name] = scorer.normalize(native) if args.normalized else native
-        good = {path: i for i, (path, _) in enumerate(decoded)}
+            scorable = []
+            for path, px in decoded:  # a too small or flat image gets its reason, not a NaN
+                reason = scorer.check_image(px)
+                if reason:
+                    errors.setdefault(path, f"{name}: {reason}")
+                else:
+                    scorable.append((path, px))
+            if scorable:
+                native = scorer.score_batch([px for _, px in scorable])
+                scores = scorer.normalize(native) if args.normalized else native
+                values.update({(name, path): float(v) for (path, _), v in zip(scorable, scores, strict=True)})
         for path in chunk:
             row = {"path": path}
             for name in names:
-                row[name] = float(values[name][good[path]]) if path in good else None
+                row[name] = values.get((name, path))
             row["error"] = errors.get(path, "")
             rows.append(row)
     _print_rows(rows, ["path", *names, "error"], args.format)

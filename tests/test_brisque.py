@@ -138,11 +138,13 @@ def test_working_size_scores_a_resized_copy(photo):
     assert small.score(photo) == pytest.approx(get_scorer("brisque").score(half))
 
 
-def test_flat_and_tiny_images_do_not_crash(scorer):
+def test_flat_and_tiny_images_are_refused_with_a_named_reason(scorer):
     flat = np.full((64, 64, 3), 128, np.uint8)  # no texture at all: degenerate statistics
     tiny = np.zeros((5, 5, 3), np.uint8)
-    values = scorer.score_batch([flat, tiny])
-    assert values.shape == (2,) and np.isnan(values[1])
+    assert scorer.check_image(flat).startswith("flat_image")
+    assert scorer.check_image(tiny).startswith("too_small")
+    with pytest.raises(ValueError, match="too_small"):
+        scorer.score_batch([tiny])
 
 
 def test_features_are_36_finite_numbers(photo):
@@ -245,3 +247,11 @@ def test_train_tool_fits_a_model_the_scorer_loads(tmp_path):
     sharp, soft = mine.score_batch([test_scene, cv2.GaussianBlur(test_scene, (0, 0), 3.3)])
     assert sharp < soft  # lower is better, on BRISQUE's scale
     assert mine.score(test_scene) != get_scorer("brisque").score(test_scene)
+
+
+def test_images_above_max_pixels_are_scored_on_their_native_scale_centre(photo):
+    """Memory stays bounded on huge images: BRISQUE reads the centred crop, not a shrunk copy."""
+    capped = get_scorer("brisque", max_pixels=256 * 256)
+    centre = np.ascontiguousarray(photo[128:384, 128:384])
+    assert capped.score(photo) == get_scorer("brisque").score(centre)
+    assert capped.score(photo) != get_scorer("brisque").score(cv2.resize(photo, (256, 256)))

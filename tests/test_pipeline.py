@@ -148,13 +148,13 @@ def test_missing_corrupt_and_malformed_records_are_rejected_and_the_run_finishes
         "records": 7,
         "kept": 2,
         "rejected": 5,
-        "rejected_by_op": {"decodable_filter": 3, "input": 2},
+        "rejected_by_op": {"decodable_filter": 3, "bad_record": 2},
     }
     reasons = [r["__iqa_reject"] for r in read_jsonl(tmp_path / "out" / "rejected.jsonl")]
     assert reasons[0].startswith("decodable_filter: decode_error: missing")
-    assert reasons[1].startswith("input: invalid JSON on line 3")
+    assert reasons[1].startswith("bad_record: invalid JSON: ")
     assert reasons[2].startswith("decodable_filter: decode_error: truncated")
-    assert reasons[3] == "input: not a JSON object"
+    assert reasons[3] == "bad_record: not a JSON object (array)"
     assert "remote URL" in reasons[4]
     assert [r["id"] for r in read_jsonl(tmp_path / "out" / "kept.jsonl")] == ["a", "e"]
 
@@ -302,7 +302,7 @@ def test_json_arrays_stream_in_small_chunks_with_the_same_records(tmp_path):
     for chunk in (1, 7, 64, 1 << 20):
         assert list(_iter_array(path, chunk=chunk)) == records
     assert list(iter_records(path)) == records
-    assert count_records(path) is None
+    assert count_records(path) == 200
     jsonl = tmp_path / "data.jsonl"
     jsonl.write_text("".join(json.dumps(r) + "\n" for r in records[:5]) + "\n")
     assert list(iter_records(jsonl)) == records[:5] and count_records(jsonl) == 5

@@ -7,20 +7,35 @@ from .errors import (
     ImageTruncated,
     ImageUnreadable,
     NotAnImage,
+    NotARegularFile,
+    OutsideImageRoot,
 )
-from .loading import DecodedImage, decode_image, decode_or_error, load_image, probe_image, resolve_path
+from .loading import (
+    DEFAULT_MAX_PIXELS,
+    DecodedImage,
+    decode_image,
+    decode_or_error,
+    load_image,
+    max_pixels_limit,
+    probe_image,
+    resolve_path,
+)
 
 __all__ = [
+    "DEFAULT_MAX_PIXELS",
     "DecodedImage",
     "ImageLoadError",
     "ImageMissing",
     "ImageTooLarge",
     "ImageTruncated",
     "ImageUnreadable",
+    "NotARegularFile",
     "NotAnImage",
+    "OutsideImageRoot",
     "decode_image",
     "decode_or_error",
     "load_image",
+    "max_pixels_limit",
     "probe_image",
     "resolve_path",
 ]

@@ -43,3 +43,15 @@ class ImageTooLarge(ImageLoadError):
 
 class NotAnImage(ImageLoadError):
     code = "not_an_image"
+
+
+class NotARegularFile(ImageLoadError):
+    """A directory, FIFO, socket or device: reading one could block forever or never end."""
+
+    code = "not_a_regular_file"
+
+
+class OutsideImageRoot(ImageLoadError):
+    """A record path that resolves (``..``, absolute, symlink) outside the dataset root."""
+
+    code = "outside_image_root"

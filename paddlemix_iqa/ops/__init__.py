@@ -68,9 +68,11 @@ def op_class(name: str) -> Any:
     return target
 
 
-def build_op(name: str, **params: Any) -> ImageOp:
-    """Build a registered op by name, e.g. ``build_op("laplacian_filter", min_score=0.5)``."""
+def build_op(op: str, /, **params: Any) -> ImageOp:
+    """Build a registered op by name, e.g. ``build_op("laplacian_filter", min_score=0.5)``;
+    ``params`` may hold the op's own ``name=`` (how its rejections are labelled)."""
+    name = op
     cls = op_class(name)
     if cls is MetricFilter and name != "iqa_filter":
-        return MetricFilter(name[: -len("_filter")], name=name, **params)
+        return MetricFilter(name[: -len("_filter")], **{"name": name, **params})
     return cls(**params)

@@ -71,11 +71,13 @@ class ImageOp:
         mode: Literal["any", "all"] = "any",
         keep_all: bool = False,
         name: str | None = None,
+        allow_outside_root: bool = False,
     ):
         if mode not in ("any", "all"):
             raise ValueError(f"mode must be 'any' or 'all', not {mode!r}")
         self.image_key = key
         self.root = None if root is None else os.fspath(root)
+        self.allow_outside_root = allow_outside_root  # else a path resolving outside ``root`` is refused
         self.mode = mode
         self.keep_all = keep_all
         self.name = name or f"{self.metric}_filter"
@@ -102,7 +104,13 @@ class ImageOp:
         """Decode (or only probe) references; failures come back as ImageLoadError values."""
 
         def one(ref: Any) -> Loaded:
-            return decode_or_error(ref, self.root, self.decode_side, pixels=self.needs_pixels)
+            return decode_or_error(
+                ref,
+                self.root,
+                self.decode_side,
+                pixels=self.needs_pixels,
+                allow_outside_root=self.allow_outside_root,
+            )
 
         if workers > 1 and len(refs) > 1:
             with ThreadPoolExecutor(workers) as pool:
@@ -146,7 +154,7 @@ class ImageOp:
         if not loaded:
             return None
         try:
-            return loaded.get(resolve_path(ref, self.root))
+            return loaded.get(resolve_path(ref, self.root, allow_outside_root=self.allow_outside_root))
         except ImageLoadError as exc:
             return exc
 
@@ -201,13 +209,33 @@ class ImageOp:
         return f"{type(self).__name__}({args})"
 
 
-def check_range(low: float | None, high: float | None, what: str, bounds: tuple[float, float] | None = None):
-    """Validate a (min, max) threshold pair; None means unbounded."""
-    for v in (low, high):
-        if v is not None and bounds is not None and not bounds[0] <= v <= bounds[1]:
-            raise ValueError(f"{what} threshold {v} is outside [{bounds[0]}, {bounds[1]}]")
+def check_range(
+    low: float | None,
+    high: float | None,
+    what: str,
+    bounds: tuple[float, float] | None = None,
+    names: tuple[str, str] | None = None,
+):
+    """Validate a (min, max) threshold pair; None means unbounded.
+
+    Refused with a ValueError naming the parameter (``names``, default ``min_<what>``,
+    ``max_<what>``): booleans (YAML ``yes``), non-numbers, NaN (it compares false
+    with everything, so it would silently keep all) and infinities (use None).
+    """
+    import numbers  # here, not at the top: this function is the only user
+
+    names = names or (f"min_{what}", f"max_{what}")
+    for v, name in zip((low, high), names, strict=True):
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            raise ValueError(f"{name} must be a number or null, not {v!r}")
+        if not math.isfinite(v):
+            raise ValueError(f"{name} must be a finite number (null for no bound), not {v}")
+        if bounds is not None and not bounds[0] <= v <= bounds[1]:
+            raise ValueError(f"{what} threshold {v} is outside [{bounds[0]}, {bounds[1]}] ({name})")
     if low is not None and high is not None and low > high:
-        raise ValueError(f"min {what} {low} is greater than max {what} {high}")
+        raise ValueError(f"{names[0]} {low} is greater than {names[1]} {high}")
 
 
 def range_reason(label: str, value: float, low: float | None, high: float | None) -> str | None:

@@ -17,7 +17,7 @@ from typing import Any
 from ..io import DecodedImage
 from ..scorers import get_scorer
 from ..scorers.codes import CodeScorer, coverage, family
-from .base import ImageOp, Judgement, _fmt
+from .base import ImageOp, Judgement, _fmt, check_range
 
 _FAMILIES = {"qr", "datamatrix", "1d", "aztec", "pdf417", "maxicode"}
 
@@ -41,8 +41,13 @@ class CodeFilter(ImageOp):
         full_size: int | None = 2048,
         **kwargs: Any,
     ):
-        if max_coverage is not None and not 0.0 <= max_coverage <= 1.0:
-            raise ValueError(f"max_coverage {max_coverage} is outside [0, 1]")
+        check_range(None, max_coverage, "coverage", (0.0, 1.0))
+        if kinds is not None and (
+            isinstance(kinds, str)
+            or not isinstance(kinds, Sequence)
+            or not all(isinstance(k, str) for k in kinds)
+        ):
+            raise ValueError(f"kinds must be a list of code families {sorted(_FAMILIES)}, not {kinds!r}")
         unknown = set(kinds or ()) - _FAMILIES
         if unknown:
             raise ValueError(f"unknown code kinds {sorted(unknown)}; known: {sorted(_FAMILIES)}")
@@ -51,6 +56,7 @@ class CodeFilter(ImageOp):
         self.max_coverage = max_coverage
         self.kinds = list(kinds) if kinds else None
         self.scorer_params = {"working_size": working_size, "full_size": full_size}
+        self.scorer.check_weights()  # builds the scorer now: bad sizes fail here, not on the first image
 
     @property
     def scorer(self) -> CodeScorer:
@@ -62,7 +68,7 @@ class CodeFilter(ImageOp):
 
     def judge(self, images: Sequence[DecodedImage]) -> list[Judgement]:
         verdicts = []
-        for report in self.scorer.detect_batch([img.pixels for img in images]):
+        for report in self.scorer.detect_batch([img.pixels for img in images]):  # tiny or flat: coverage 0
             codes = [c for c in report.codes if self.kinds is None or family(c.kind) in self.kinds]
             share = report.coverage if len(codes) == len(report.codes) else coverage(codes, *report.shape)
             kinds = sorted({c.kind for c in codes})

@@ -6,6 +6,7 @@ decode) when run on their own; inside a pipeline they reuse the shared decode.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 
@@ -105,13 +106,15 @@ _UNITS = {
 }
 
 
-def parse_size(size: int | float | str | None) -> int | None:
+def parse_size(size: int | float | str | None, name: str = "size") -> int | None:
     """``"20KB"`` / ``"1.5 MB"`` / ``4096`` to bytes (binary units, as data-juicer reads them)."""
-    if size is None or isinstance(size, (int, float)):
-        return None if size is None else int(size)
-    match = re.fullmatch(r"\s*([0-9.]+)\s*([A-Za-z]*)\s*", size)
+    if size is None:
+        return None
+    if isinstance(size, (int, float)) and not isinstance(size, bool) and math.isfinite(size):
+        return int(size)
+    match = re.fullmatch(r"\s*(\d+\.?\d*|\.\d+)\s*([A-Za-z]*)\s*", size) if isinstance(size, str) else None
     if not match or match.group(2).upper() not in _UNITS:
-        raise ValueError(f"cannot read {size!r} as a file size (examples: 2048, '20KB', '1.5MB')")
+        raise ValueError(f"{name}: cannot read {size!r} as a file size (examples: 2048, '20KB', '1.5MB')")
     return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
 
 
@@ -121,9 +124,11 @@ class FileSizeFilter(ImageOp):
     metric = "file_size"
     needs_pixels = False
 
-    def __init__(self, min_size: int | str | None = None, max_size: int | str | None = None, **kwargs):
-        self.min_size, self.max_size = parse_size(min_size), parse_size(max_size)
-        check_range(self.min_size, self.max_size, "file size", (0, float("inf")))
+    def __init__(
+        self, min_size: int | float | str | None = None, max_size: int | float | str | None = None, **kwargs
+    ):
+        self.min_size, self.max_size = parse_size(min_size, "min_size"), parse_size(max_size, "max_size")
+        check_range(self.min_size, self.max_size, "file size", (0, float("inf")), ("min_size", "max_size"))
         super().__init__(**kwargs)
 
     def judge(self, images):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +20,11 @@ class MetricFilter(ImageOp):
     better, the host's convention); ``min_value``/``max_value`` bound the native
     score. Any bound left as None is open. Constructing the op builds the scorer and
     checks that its weight files exist, but loads no model (that happens on first use).
+
+    An image the scorer refuses (:meth:`Scorer.check_image`: ``too_small``,
+    ``flat_image``) is rejected with that reason and not scored; a score that still
+    comes back NaN or infinite is rejected as ``<metric>: not_finite`` with no value,
+    so no NaN reaches a threshold (NaN compares false: it would pass) or an output.
     """
 
     def __init__(
@@ -34,12 +40,15 @@ class MetricFilter(ImageOp):
         mode: str = "any",
         keep_all: bool = False,
         name: str | None = None,
+        allow_outside_root: bool = False,
         **scorer_params: Any,
     ):
         check_range(min_score, max_score, "score", (0.0, 1.0))
         check_range(min_value, max_value, "value")
         self.metric = metric
-        super().__init__(key=key, root=root, mode=mode, keep_all=keep_all, name=name)
+        super().__init__(
+            key=key, root=root, mode=mode, keep_all=keep_all, name=name, allow_outside_root=allow_outside_root
+        )
         self.min_score, self.max_score = min_score, max_score
         self.min_value, self.max_value = min_value, max_value
         self.scorer_params = scorer_params
@@ -59,15 +68,24 @@ class MetricFilter(ImageOp):
 
     def judge(self, images: Sequence[DecodedImage]) -> list[Judgement]:
         scorer = self.scorer
-        native = np.asarray(scorer.score_batch([img.pixels for img in images]), dtype=np.float64)
+        pixels = [img.pixels for img in images]
+        verdicts = [Judgement(reason=scorer.check_image(px)) for px in pixels]
+        todo = [i for i, v in enumerate(verdicts) if v.reason is None]
+        if not todo:
+            return verdicts
+        native = np.asarray(scorer.score_batch([pixels[i] for i in todo]), dtype=np.float64).reshape(-1)
         quality = np.asarray(scorer.normalize(native), dtype=np.float64).reshape(native.shape)
-        verdicts = []
-        for value, q in zip(native.tolist(), quality.tolist(), strict=True):
-            reason = range_reason(f"{self.metric} quality", q, self.min_score, self.max_score)
-            if reason is None and (self.min_value is not None or self.max_value is not None):
-                reason = range_reason(f"{self.metric}", value, self.min_value, self.max_value)
-            verdicts.append(Judgement(value=value, quality=q, reason=reason))
+        for i, value, q in zip(todo, native.tolist(), quality.tolist(), strict=True):
+            verdicts[i] = self._verdict(value, q)
         return verdicts
+
+    def _verdict(self, value: float, quality: float) -> Judgement:
+        if not (math.isfinite(value) and math.isfinite(quality)):
+            return Judgement(reason=f"{self.metric}: not_finite")
+        reason = range_reason(f"{self.metric} quality", quality, self.min_score, self.max_score)
+        if reason is None and (self.min_value is not None or self.max_value is not None):
+            reason = range_reason(f"{self.metric}", value, self.min_value, self.max_value)
+        return Judgement(value=value, quality=quality, reason=reason)
 
     def params(self) -> dict[str, Any]:
         return {

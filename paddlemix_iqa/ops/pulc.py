@@ -11,10 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
 from ..io import DecodedImage
-from .base import Judgement, _fmt
+from .base import Judgement, _fmt, check_range
 from .metric import MetricFilter
 
 
@@ -34,8 +32,7 @@ class PulcFilter(MetricFilter):
         use_mkldnn: bool = True,
         **kwargs: Any,
     ):
-        if threshold is not None and not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"threshold {threshold} is outside [0, 1]")
+        check_range(threshold, None, "probability", (0.0, 1.0), ("threshold", "threshold"))
         kwargs.setdefault("name", self.op_name)
         super().__init__(
             self.scorer_name,
@@ -51,8 +48,8 @@ class PulcFilter(MetricFilter):
         verdicts = super().judge(images)
         if self.threshold is None:
             return verdicts
-        for v in verdicts:
-            if v.reason is None and (np.isnan(v.value) or v.value >= self.threshold):
+        for v in verdicts:  # a verdict without a reason has a finite value (MetricFilter.judge)
+            if v.reason is None and v.value >= self.threshold:
                 v.reason = f"{self.label} {_fmt(v.value)} >= {_fmt(self.threshold)}"
         return verdicts
 

@@ -15,23 +15,41 @@ process:
   - resolution_filter: {min_width: 64, min_height: 64}
   - laplacian_filter: {min_score: 0.2}
 ```
+
+Configs are validated, not trusted: YAML aliases (``*name``, the "billion laughs"
+expansion) and duplicate keys are refused; settings are strict (``workers: true``
+is an error, not 1); op parameters are checked against the op's and scorer's type
+annotations (strict: no bool-for-number), then the op is built, which checks
+values (NaN or infinite thresholds, ``tiles`` 1..64, ``working_size`` bounds).
+
+An op's ``name:`` prefixes its rejection reasons (``res: width 50 < 64``) and must
+be unique in the chain. Overrides address a step as ``NAME.PARAM=VALUE`` by that
+name, or by its op name when only one step uses that op.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import inspect
 import json
 import os
+import re
+import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from ..ops import ImageOp, MetricFilter, build_op, list_ops, op_class
-from ..scorers import get_scorer, scorer_params
+from ..scorers import scorer_class
+
+#: a config larger than this is not a pipeline config (and is not read whole into memory)
+MAX_CONFIG_BYTES = 1 << 20
+#: what an op's ``name:`` may be: it prefixes reasons ("NAME: why") and addresses overrides (NAME.PARAM)
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
 
 
 class ConfigError(ValueError):
@@ -39,18 +57,21 @@ class ConfigError(ValueError):
 
 
 class Settings(BaseModel):
-    """The global part of a pipeline config."""
+    """The global part of a pipeline config; strict, so ``workers: true`` or ``report: 1`` are errors."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    input: str
+    input: str = Field(min_length=1)
     image_root: str | None = None
     output_dir: str | None = None
     workers: int = Field(1, ge=1, le=256)
     batch_size: int = Field(32, ge=1, le=65536)
     report: bool = True
     progress: bool = True
-    commit_seconds: float = Field(1.0, ge=0.0)  # at most this much work is redone after a crash
+    # at most this much work is redone after a crash
+    commit_seconds: float = Field(1.0, ge=0.0, le=86400.0, allow_inf_nan=False)
+    allow_outside_root: bool = False  # images must lie under image_root unless true
+    input_format: Literal["jsonl", "json"] | None = None  # None: by the input's extension
     process: list[Any] = Field(min_length=1)
 
 
@@ -61,6 +82,7 @@ class Step(BaseModel):
     params: dict[str, Any]
     line: int | None = None
     host: bool = False  # a PaddleMIX DataCopilot dataset-level op, not one of ours
+    label: str | None = None  # the name its rejection reasons start with (``name:`` or the op's default)
 
 
 class PipelineConfig(BaseModel):
@@ -76,6 +98,8 @@ class PipelineConfig(BaseModel):
     commit_seconds: float
     steps: list[Step]
     source: str | None = None  # the YAML file it came from
+    allow_outside_root: bool = False
+    input_format: Literal["jsonl", "json"] | None = None
 
     def build_ops(self) -> list[ImageOp]:
         """Fresh op instances for the chain (image root filled in); never loads a model."""
@@ -86,7 +110,8 @@ class PipelineConfig(BaseModel):
             if step.host:
                 ops.append(HostOp(step.name, step.params, root=str(self.image_root)))
             else:
-                ops.append(build_op(step.name, **{"root": str(self.image_root), **step.params}))
+                defaults = {"root": str(self.image_root), "allow_outside_root": self.allow_outside_root}
+                ops.append(build_op(step.name, **defaults, **step.params))
         return ops
 
     def fingerprint(self) -> str:
@@ -95,6 +120,8 @@ class PipelineConfig(BaseModel):
             "input": str(self.input.resolve()),
             "image_root": str(self.image_root.resolve()),
             "steps": [[s.name, s.params] for s in self.steps],
+            "allow_outside_root": self.allow_outside_root,
+            "input_format": self.input_format,
         }
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -102,7 +129,9 @@ class PipelineConfig(BaseModel):
         return {
             "source": self.source,
             "input": str(self.input.resolve()),
+            "input_format": self.input_format,
             "image_root": str(self.image_root.resolve()),
+            "allow_outside_root": self.allow_outside_root,
             "output_dir": str(self.output_dir),
             "workers": self.workers,
             "batch_size": self.batch_size,
@@ -111,12 +140,78 @@ class PipelineConfig(BaseModel):
 
 
 # --- YAML with line numbers -------------------------------------------------------------
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that refuses aliases and duplicate keys, naming the line (``source`` is the file name).
+
+    Aliases are refused, not bounded: nine nested ``*a`` lists ("billion laughs")
+    expand a 1 KB file to gigabytes, and a pipeline config never needs one.
+    """
+
+    #: nesting deeper than this is refused before Python's recursion limit is (slowly) reached
+    MAX_DEPTH = 32
+
+    def __init__(self, text: str, source: str):
+        super().__init__(text)
+        self.source = source
+        self.depth = 0
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            raise ConfigError(
+                f"{self.source} line {event.start_mark.line + 1}: YAML aliases (*{event.anchor}) "
+                "are not allowed in pipeline configs; write the value out"
+            )
+        if self.depth >= self.MAX_DEPTH:
+            raise ConfigError(
+                f"{self.source} line {event.start_mark.line + 1}: nested more than {self.MAX_DEPTH} levels deep"
+            )
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                try:
+                    first = seen.get(key)
+                except TypeError:  # an unhashable key: the base class reports it
+                    continue
+                if first is not None:
+                    raise ConfigError(
+                        f"{self.source} line {line}: duplicate key {key!r} (first on line {first}); "
+                        "YAML would silently keep only the last one"
+                    )
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _parse(text: str, source: str) -> tuple[Any, dict[tuple, int]]:
+    """The YAML document and its line map, from one composition (so the text is parsed once)."""
+    loader = _Loader(text, source)
+    try:
+        node = loader.get_single_node()
+        data = None if node is None else loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+    finally:
+        loader.dispose()
+    return data, _lines(node)
+
+
 def _lines(node: yaml.Node | None, path: tuple = (), out: dict | None = None) -> dict[tuple, int]:
     """Map each key path (("process", 2, "laplacian_filter", "min_score")) to its 1-based line."""
     out = {} if out is None else out
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
-            sub = path + (key_node.value,)
+            sub = path + (key_node.value if isinstance(key_node, yaml.ScalarNode) else None,)
             out[sub] = key_node.start_mark.line + 1
             _lines(value_node, sub, out)
     elif isinstance(node, yaml.SequenceNode):
@@ -151,26 +246,85 @@ def _accepted(func: Any, skip: int = 1) -> tuple[list[str], bool]:
     return names, any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
-def op_parameters(name: str, params: dict[str, Any] | None = None) -> list[str]:
-    """Every parameter op ``name`` accepts: its ``__init__`` and the bases' it forwards ``**kwargs`` to,
-    and for a metric op its scorer's too."""
+def _signatures(name: str, params: dict[str, Any] | None = None) -> list[Any]:
+    """The ``__init__`` methods that take op ``name``'s parameters, most derived first: the op
+    class's and the bases' it forwards ``**kwargs`` to, and for a metric op its scorer's."""
     cls = op_class(name)
-    names: list[str] = []
+    inits = []
     for klass in cls.__mro__:
         if "__init__" not in vars(klass) or klass is object:
             continue
-        own, var_kw = _accepted(klass.__init__)
-        names += own
-        if not var_kw or klass is ImageOp:
+        inits.append(klass.__init__)
+        if not _accepted(klass.__init__)[1] or klass is ImageOp:
             break
     if issubclass(cls, MetricFilter):
         metric = getattr(cls, "scorer_name", "") or (
             (params or {}).get("metric") if name == "iqa_filter" else name[: -len("_filter")]
         )
-        names = [n for n in names if n != "metric" or name == "iqa_filter"]
         if metric:
-            names += list(scorer_params(metric))
-    return list(dict.fromkeys(names))
+            inits.append(scorer_class(metric).__init__)
+    return inits
+
+
+def op_parameters(name: str, params: dict[str, Any] | None = None) -> list[str]:
+    """Every parameter op ``name`` accepts in a config: its ``__init__`` and the bases' it forwards
+    ``**kwargs`` to, and for a metric op its scorer's too (``allow_outside_root`` is a pipeline setting)."""
+    names: list[str] = []
+    for init in _signatures(name, params):
+        names += _accepted(init)[0]
+    fixed = {"allow_outside_root"} | ({"metric"} if name != "iqa_filter" else set())
+    return [n for n in dict.fromkeys(names) if n not in fixed]
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_adapter(hint: Any) -> TypeAdapter | None:
+    try:
+        return TypeAdapter(hint)
+    except Exception:  # noqa: BLE001 - an annotation pydantic cannot check is left to the constructor
+        return None
+
+
+def _adapter(hint: Any) -> TypeAdapter | None:
+    try:
+        return _cached_adapter(hint)
+    except TypeError:  # an unhashable annotation: not worth checking
+        return None
+
+
+def _annotations(name: str, params: dict[str, Any]) -> dict[str, tuple[Any, str]]:
+    """Parameter -> (type hint, its source text), from the most derived signature that declares it."""
+    out: dict[str, tuple[Any, str]] = {}
+    for init in _signatures(name, params):
+        try:
+            hints = typing.get_type_hints(init)
+        except Exception:  # noqa: BLE001 - unresolvable annotations: nothing to check against
+            continue
+        for pname, p in inspect.signature(init).parameters.items():
+            if pname in hints and pname not in out:
+                text = (
+                    p.annotation if isinstance(p.annotation, str) else getattr(p.annotation, "__name__", "")
+                )
+                out[pname] = (hints[pname], text)
+    return out
+
+
+def _type_errors(name: str, params: dict[str, Any], at: tuple, lines: dict, source: str | None) -> list[str]:
+    """Strict type checks (pydantic) against the annotations: ``min_score: true``, ``tiles: "4"``, ``mode: 3``."""
+    errors = []
+    types = _annotations(name, params)
+    for key, value in params.items():
+        hint, text = types.get(key, (None, ""))
+        adapter = None if hint is None else _adapter(hint)
+        if adapter is None:
+            continue
+        try:
+            adapter.validate_python(value, strict=True)
+        except ValidationError:
+            errors.append(
+                f"{_where(lines, at + (key,), source)}: op {name!r}: parameter {key!r} must be "
+                f"{text or hint}, not {value!r}"
+            )
+    return errors
 
 
 def _host_dataset():
@@ -182,6 +336,13 @@ def _host_dataset():
     return MMDataset
 
 
+def _blame(exc: Exception, params: dict[str, Any]) -> str:
+    """The error's text; when it names none of the step's parameters and the step has one, that one is added."""
+    text = str(exc) if isinstance(exc, (ValueError, FileNotFoundError)) else f"{type(exc).__name__}: {exc}"
+    named = [k for k in params if re.search(rf"(?<![\w]){re.escape(k)}(?![\w])", text)]
+    return text if named or len(params) != 1 else f"{text} (parameter {next(iter(params))!r})"
+
+
 def _check_step(raw: Any, index: int, lines: dict, source: str | None, errors: list[str]) -> Step | None:
     at = ("process", index)
     where = _where(lines, at, source)
@@ -191,7 +352,9 @@ def _check_step(raw: Any, index: int, lines: dict, source: str | None, errors: l
         errors.append(f"{where}: each process step is one mapping '<op name>: {{params}}', got {raw!r}")
         return None
     ((name, params),) = raw.items()
-    name = str(name)
+    if not isinstance(name, str):
+        errors.append(f"{where}: an op name is a string, got {name!r}")
+        return None
     params = {} if params is None else params
     at = at + (name,)
     where = _where(lines, at, source)
@@ -204,8 +367,11 @@ def _check_step(raw: Any, index: int, lines: dict, source: str | None, errors: l
     if name in list_ops():
         try:
             accepted = op_parameters(name, params)
-        except (ImportError, KeyError) as exc:
+        except ImportError as exc:
             errors.append(f"{where}: op {name!r} is not usable in this installation: {exc}")
+            return None
+        except (KeyError, TypeError) as exc:  # iqa_filter's metric: not a scorer name
+            errors.append(f"{_where(lines, at + ('metric',), source)}: op {name!r}: metric: {exc.args[0]}")
             return None
     else:
         dataset = _host_dataset()
@@ -224,6 +390,12 @@ def _check_step(raw: Any, index: int, lines: dict, source: str | None, errors: l
         if var_kw:
             accepted = accepted + list(params)
 
+    if not host and "allow_outside_root" in params:  # the runner admits records by the global setting
+        errors.append(
+            f"{_where(lines, at + ('allow_outside_root',), source)}: op {name!r}: allow_outside_root "
+            "is a pipeline setting; set it once at the top level of the config"
+        )
+        return None
     bad = [k for k in params if k not in accepted]
     for k in bad:
         errors.append(
@@ -232,15 +404,42 @@ def _check_step(raw: Any, index: int, lines: dict, source: str | None, errors: l
         )
     if bad:
         return None
+    label = name
     if not host:
-        try:  # constructing checks ranges (thresholds, modes); it never loads a model
-            op = build_op(name, **params)
-            if isinstance(op, MetricFilter):
-                get_scorer(op.metric, **op.scorer_params)
-        except (ValueError, TypeError, KeyError, FileNotFoundError) as exc:  # bad value, missing weights
-            errors.append(f"{where}: op {name!r}: {exc}")
+        typed = _type_errors(name, params, at, lines, source)
+        label = params.get("name")
+        if not typed and label is not None and not NAME_PATTERN.fullmatch(label):
+            typed.append(
+                f"{_where(lines, at + ('name',), source)}: op {name!r}: name {label!r} must be letters, digits, "
+                "'_' or '-' (it starts the rejection reasons and addresses overrides as NAME.PARAM)"
+            )
+        if typed:
+            errors.extend(typed)
             return None
-    return Step(name=name, params=params, line=lines.get(("process", index)), host=host)
+        try:  # constructing checks values (thresholds, modes, sizes) and builds the scorer; it loads no model
+            label = build_op(name, **params).name
+        except Exception as exc:  # noqa: BLE001 - whatever a bad value raises, it is a config error
+            errors.append(f"{where}: op {name!r}: {_blame(exc, params)}")
+            return None
+    return Step(name=name, params=params, line=lines.get(("process", index)), host=host, label=label)
+
+
+def _check_names(steps: list[Step | None], source: str | None) -> list[str]:
+    """Two steps with the same name would make reasons (and overrides) ambiguous."""
+    first: dict[str, Step] = {}
+    errors = []
+    for step in steps:
+        if step is None:
+            continue
+        other = first.setdefault(step.label or step.name, step)
+        if other is not step:
+            where = f"{source or 'config'} line {step.line}" if step.line else source or "config"
+            both = f" (lines {other.line} and {step.line})" if step.line else ""
+            errors.append(
+                f"{where}: two steps are named {other.label!r}{both}; "
+                "give one a different `name:` so reasons tell them apart"
+            )
+    return errors
 
 
 def _pydantic_errors(exc: ValidationError, lines: dict, source: str | None) -> list[str]:
@@ -252,6 +451,8 @@ def _pydantic_errors(exc: ValidationError, lines: dict, source: str | None) -> l
             msg = f"unknown setting {key!r}{_suggest(str(loc[-1]), list(Settings.model_fields))}"
         else:
             msg = f"{key}: {err['msg']}"
+            if err["type"] != "missing":
+                msg += f", not {err['input']!r}"
         out.append(f"{_where(lines, loc, source)}: {msg}")
     return out
 
@@ -261,7 +462,33 @@ def parse_override(text: str) -> tuple[tuple[str, ...], Any]:
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"override {text!r} is not KEY=VALUE")
-    return tuple(key.strip().split(".")), yaml.safe_load(value)
+    parsed, _ = _parse(value, f"override {text!r}")
+    return tuple(key.strip().split(".")), parsed
+
+
+def _step_index(process: list, target: str, text: str) -> int:
+    """The step an override ``TARGET.PARAM`` means: the one named TARGET (its ``name:``, else its op
+    name), else the only step of op TARGET."""
+    named, by_op = [], []
+    for i, step in enumerate(process):
+        step = {step: None} if isinstance(step, str) else step
+        if not isinstance(step, dict) or len(step) != 1:
+            continue
+        ((op, params),) = step.items()
+        label = params.get("name") if isinstance(params, dict) else None
+        if (label or op) == target:
+            named.append(i)
+        elif op == target:
+            by_op.append(i)
+    candidates = named or by_op
+    if not candidates:
+        raise ConfigError(f"override {text!r}: no op {target!r} in the process list")
+    if len(candidates) > 1:
+        raise ConfigError(
+            f"override {text!r}: {len(candidates)} steps match {target!r}; give them distinct `name:` values "
+            "and address one as NAME.PARAM"
+        )
+    return candidates[0]
 
 
 def _apply_overrides(data: dict, overrides: list[str]) -> None:
@@ -272,33 +499,59 @@ def _apply_overrides(data: dict, overrides: list[str]) -> None:
             continue
         if len(path) != 2:
             raise ConfigError(f"override {text!r}: use SETTING=VALUE or OP_NAME.PARAM=VALUE")
-        op_name, param = path
-        for i, step in enumerate(data.get("process") or []):
-            step = {step: None} if isinstance(step, str) else step
-            if isinstance(step, dict) and op_name in step:
-                data["process"][i] = {op_name: {**(step[op_name] or {}), param: value}}
-                break
-        else:
-            raise ConfigError(f"override {text!r}: no op {op_name!r} in the process list")
+        target, param = path
+        process = data.get("process")
+        if not isinstance(process, list):
+            raise ConfigError(f"override {text!r}: the config's 'process' is not a list of ops")
+        i = _step_index(process, target, text)
+        step = {process[i]: None} if isinstance(process[i], str) else process[i]
+        ((op, params),) = step.items()
+        if params is not None and not isinstance(params, dict):
+            raise ConfigError(f"override {text!r}: parameters of {op!r} must be a mapping, got {params!r}")
+        process[i] = {op: {**(params or {}), param: value}}
+
+
+def _read(path: Path) -> str:
+    """The config's text; a directory, a huge file or non-UTF-8 bytes are config errors."""
+    try:
+        with path.open("rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        raise ConfigError(f"cannot read config {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path.name}: larger than {MAX_CONFIG_BYTES} bytes; not a pipeline config")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path.name}: not UTF-8 text (byte {raw[exc.start]:#04x} at offset {exc.start}); save it as UTF-8"
+        ) from None
 
 
 def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> PipelineConfig:
     """Read and validate a YAML pipeline; relative paths in it are relative to the current directory."""
     path = Path(path)
     source = path.name
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
-    try:
-        lines = _lines(yaml.compose(text))
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+    data, lines = _parse(_read(path), source)
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: a pipeline config is a mapping with 'input' and 'process'")
+        got = "an empty file" if data is None else f"a {type(data).__name__}"
+        raise ConfigError(f"{source}: a pipeline config is a mapping with 'input' and 'process', got {got}")
     _apply_overrides(data, overrides or [])
     return validate(data, lines, source, default_output=Path("runs") / path.stem)
+
+
+def _max_pixels_error() -> str | None:
+    """PADDLEMIX_IQA_MAX_PIXELS is read per image; a bad value is reported now, as a config error."""
+    from .. import io as iqa_io
+
+    check = getattr(iqa_io, "max_pixels_limit", None)
+    if check is None:
+        return None
+    try:
+        check()
+    except ValueError as exc:
+        return str(exc) if "PADDLEMIX_IQA_MAX_PIXELS" in str(exc) else f"PADDLEMIX_IQA_MAX_PIXELS: {exc}"
+    return None
 
 
 def validate(
@@ -312,6 +565,10 @@ def validate(
         raise ConfigError("\n".join(_pydantic_errors(exc, lines, source))) from None
     errors: list[str] = []
     steps = [_check_step(raw, i, lines, source, errors) for i, raw in enumerate(settings.process)]
+    errors += _check_names(steps, source)
+    pixels = _max_pixels_error()
+    if pixels:
+        errors.append(pixels)
     if errors:
         raise ConfigError("\n".join(errors))
     input_path = Path(settings.input).expanduser()
@@ -326,4 +583,6 @@ def validate(
         commit_seconds=settings.commit_seconds,
         steps=[s for s in steps if s is not None],
         source=source,
+        allow_outside_root=settings.allow_outside_root,
+        input_format=settings.input_format,
     )

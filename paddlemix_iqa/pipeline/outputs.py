@@ -10,6 +10,7 @@ uninterrupted run. Batches are committed in input order.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .config import ConfigError
 
 STATE = "state.sqlite"
 FILES = ("kept.jsonl", "rejected.jsonl", "scores.jsonl")
@@ -46,7 +49,73 @@ class RecordResult:
 
 
 def dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, default=str)
+    """One line of strict JSON that always encodes as UTF-8, whatever a record holds (a line that cannot be
+    written would end the run): NaN and infinities become null, lone surrogates U+FFFD, numpy scalars and
+    arrays plain numbers and lists, anything else its str(). Clean objects take the C encoder once."""
+    try:
+        text = _ENCODER.encode(obj)
+        text.encode("utf-8")  # a lone surrogate ("\ud800" in the input) only fails here
+    except (ValueError, TypeError):  # NaN/inf (allow_nan=False), surrogates, a non-str dict key
+        text = _ENCODER.encode(_sanitised(obj))
+    if not text.isascii():
+        for char, escape in _LINE_BREAKS:
+            if char in text:  # only ever inside a string literal, where the escape means the same
+                text = text.replace(char, escape)
+    return text
+
+
+# Written raw by ensure_ascii=False, but line breaks to str.splitlines() and some JSONL readers.
+_LINE_BREAKS = [(c, f"\\u{ord(c):04x}") for c in "\x85\u2028\u2029"]
+_INFINITIES = (float("inf"), float("-inf"))
+
+
+def _plain(obj: Any) -> Any:
+    """A JSON-able stand-in for a value json does not know (the encoder's ``default``)."""
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (bytes, bytearray)):
+        return bytes(obj).decode("utf-8", errors="backslashreplace")
+    if isinstance(obj, (set, frozenset)):
+        return list(obj)
+    return str(obj)
+
+
+def _valid_str(text: str) -> str:
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:  # via UTF-16: a split pair joins up, a lone surrogate becomes U+FFFD
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+def _sanitised(obj: Any) -> Any:
+    """A copy of ``obj`` that the strict encoder accepts (the slow path of :func:`dumps`)."""
+    if isinstance(obj, str):
+        return _valid_str(obj)
+    if isinstance(obj, float):
+        return None if obj != obj or obj in _INFINITIES else obj
+    if obj is None or isinstance(obj, (bool, int)):
+        return obj
+    if isinstance(obj, dict):
+        return {_sanitised_key(k): _sanitised(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_sanitised(v) for v in obj]
+    return _sanitised(_plain(obj))
+
+
+def _sanitised_key(key: Any) -> str | int | float | None:
+    if isinstance(key, str):
+        return _valid_str(key)
+    if isinstance(key, float):
+        return str(key) if key != key or key in _INFINITIES else key
+    if key is None or isinstance(key, int):
+        return key
+    return _sanitised_key(_plain(key))
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, default=_plain)
 
 
 def atomic_write(path: Path, data: str | bytes) -> None:
@@ -188,3 +257,80 @@ def _score_rows(results: Sequence[RecordResult]):
                 quality = row.get(f"{key}_quality")
                 if isinstance(value, (int, float)) or value is None:
                     yield (r.idx, pos, row.get("image"), key, value, quality)
+
+
+# --- guarding the output directory ------------------------------------------------------
+LOCK = "run.lock"
+OWNED = (*FILES, STATE, f"{STATE}-wal", f"{STATE}-shm", "run.json", "report.html")  # what a run writes
+
+
+class RunRefused(ConfigError):
+    """The run cannot start in this output directory as asked (exit code 2, nothing was written)."""
+
+
+class OutputLock:
+    """An exclusive ``flock`` on ``<output_dir>/run.lock`` for a whole run: one run per directory.
+
+    ``fcntl`` by hand rather than the ``filelock`` package because the second run must
+    read the holder's pid from the file, which filelock truncates when it opens it.
+    The kernel drops the lock when the holder dies, even by SIGKILL.
+    """
+
+    def __init__(self, out_dir: str | os.PathLike):
+        self.path = Path(out_dir) / LOCK
+        self.fd: int | None = None
+
+    def __enter__(self) -> OutputLock:
+        import fcntl
+
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise RunRefused(
+                f"{self.path.parent} is in use by another run (pid {holder}); wait for it to finish "
+                "or choose another output_dir"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd is not None:
+            os.ftruncate(self.fd, 0)
+            os.close(self.fd)  # closing releases the flock
+            self.fd = None
+
+
+def refuse_overwriting(input_path: Path, out_dir: Path, fresh: bool) -> None:
+    """Never destroy an input: refuse when the input is one of this directory's output files, or
+    (without ``--fresh``) when the directory holds output files that no run state accounts for."""
+    for name in OWNED:
+        path = out_dir / name
+        if path.exists() and os.path.samefile(path, input_path):
+            raise RunRefused(
+                f"input {input_path} is the run's own output file {path}; writing the run would destroy "
+                "it: choose another output_dir"
+            )
+    if fresh or (out_dir / STATE).exists():
+        return
+    foreign = [name for name in OWNED if (out_dir / name).exists()]
+    if foreign:
+        raise RunRefused(
+            f"{out_dir} holds {', '.join(foreign)} but no run state ({STATE}): this run did not create "
+            "them and would overwrite them; choose another output_dir, or pass --fresh to discard them"
+        )
+
+
+def input_digest(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Size and SHA-256 of the whole input, streamed: a resumed run must read the same records."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+            size += len(block)
+    return f"{size}:{digest.hexdigest()}"

@@ -35,11 +35,12 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def _thumb(path: str, root: str | None) -> str | None:
+def _thumb(path: str, root: str | None, allow_outside_root: bool = False) -> str | None:
+    """A JPEG thumbnail, read under the same image_root rule as the run (never a file it refused)."""
     from PIL import Image
 
     try:
-        pixels = load_image(path, root=root, max_side=THUMB)
+        pixels = load_image(path, root=root, max_side=THUMB, allow_outside_root=allow_outside_root)
     except ImageLoadError:
         return None
     buf = io.BytesIO()
@@ -94,9 +95,9 @@ def _strips(key: np.ndarray, scale: str, lines: list[dict]) -> dict[str, np.ndar
     return strips
 
 
-def _cell(row: tuple, root: str | None) -> str:
+def _cell(row: tuple, root: str | None, allow_outside_root: bool = False) -> str:
     value, quality, image, kept, idx = row
-    data = _thumb(image, root) if image else None
+    data = _thumb(image, root, allow_outside_root) if image else None
     label = f"{value:.4g}" + (f" / q {quality:.2f}" if quality is not None else "")
     status = "kept" if kept else "rejected"
     pic = f'<img src="data:image/jpeg;base64,{data}">' if data else '<div class="missing">no preview</div>'
@@ -115,6 +116,7 @@ def write_report(out_dir: str | Path, png: bool = False) -> Path:
         png_dir = out_dir / "figures"
         png_dir.mkdir(exist_ok=True)
     root = summary.get("config", {}).get("image_root")
+    outside = bool(summary.get("config", {}).get("allow_outside_root", False))
     store = RunStore(out_dir)
     try:
         counts = store.counts()
@@ -138,7 +140,7 @@ def write_report(out_dir: str | Path, png: bool = False) -> Path:
             key, scale = (values, "value") if quality is None else (quality, "quality")
             strips = "".join(
                 f'<h4>{name} ({len(sel)})</h4><div class="strip">'
-                f"{''.join(_cell(r, root) for r in store.score_rows(rowids[sel]))}</div>"
+                f"{''.join(_cell(r, root, outside) for r in store.score_rows(rowids[sel]))}</div>"
                 for name, sel in _strips(key, scale, lines).items()
             )
             stats = (

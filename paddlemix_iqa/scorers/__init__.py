@@ -12,9 +12,9 @@ import inspect
 import threading
 from typing import Any
 
-from .base import Scorer
+from .base import Scorer, UnscorableImage
 
-__all__ = ["Scorer", "get_scorer", "list_scorers", "register_scorer", "scorer_class"]
+__all__ = ["Scorer", "UnscorableImage", "get_scorer", "list_scorers", "register_scorer", "scorer_class"]
 
 _REGISTRY: dict[str, str | type[Scorer]] = {
     "laplacian": "paddlemix_iqa.scorers.sharpness:LaplacianScorer",

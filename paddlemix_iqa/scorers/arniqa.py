@@ -15,6 +15,7 @@ the dynamic graph: same numbers, several times faster on CPU.
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import threading
 from collections import defaultdict
@@ -34,7 +35,7 @@ from ..models.arniqa_protocol import (
     to_input,
 )
 from ..models.weights import locate_weights
-from .base import Scorer
+from .base import Scorer, check_int
 
 log = logging.getLogger(__name__)
 
@@ -70,23 +71,21 @@ class ArniqaScorer(Scorer):
         working_size: int | None = None,
         threads: int | None = None,
     ):
-        if dataset not in DATASETS:
+        if not isinstance(dataset, str) or dataset not in DATASETS:
             raise ValueError(f"unknown ARNIQA regressor dataset {dataset!r}; known: {', '.join(DATASETS)}")
         if protocol not in ("crops", "whole"):
             raise ValueError(f"protocol must be 'crops' or 'whole', not {protocol!r}")
         if backend not in ("dygraph", "inference"):
             raise ValueError(f"backend must be 'dygraph' or 'inference', not {backend!r}")
-        if batch_size < 1:
-            raise ValueError("batch_size must be >= 1")
-        if working_size is not None and working_size < 32:
-            raise ValueError("working_size must be at least 32 pixels (or None for full resolution)")
+        if weights is not None and not isinstance(weights, (str, os.PathLike)):
+            raise ValueError(f"weights must be a folder path, not {weights!r}")
         self.weights = None if weights is None else str(weights)
         self.dataset = dataset
         self.protocol = protocol
-        self.batch_size = int(batch_size)
+        self.batch_size = check_int("batch_size", batch_size, 1, 1024)
         self.backend = backend
-        self.working_size = working_size
-        self.threads = threads
+        self.working_size = check_int("working_size", working_size, 32, 8192, optional=True)
+        self.threads = check_int("threads", threads, 1, 64, optional=True)
         low, high, kind = DATASETS[dataset]
         self.native_range = (low, high)
         self.higher_is_better = kind == "mos"
@@ -130,6 +129,7 @@ class ArniqaScorer(Scorer):
     def score_batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
         if not len(images):
             return np.zeros(0, dtype=np.float64)
+        self.require_scorable(images)
         runtime = self._load()
 
         images = [self._fit(img) for img in images]

@@ -9,12 +9,21 @@ score maps to a quality in [0, 1] where higher is better (the host's convention)
 from __future__ import annotations
 
 import math
+import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import cv2
 import numpy as np
+
+
+class UnscorableImage(ValueError):
+    """An image a scorer cannot score; ``reason`` starts with ``too_small`` or ``flat_image``."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
 
 
 class Scorer(ABC):
@@ -35,7 +44,24 @@ class Scorer(ABC):
 
     @abstractmethod
     def score_batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """Native scores, one float per RGB uint8 image."""
+        """Native scores, one float per RGB uint8 image; raises UnscorableImage for one check_image refuses."""
+
+    def check_image(self, image: np.ndarray) -> str | None:
+        """Why this scorer cannot score ``image`` (``"too_small: ..."``, ``"flat_image: ..."``), or None.
+
+        Cheap (no scoring): ops call it first and reject such images with the reason
+        instead of getting a NaN; subclasses add their own minimum size or variation.
+        """
+        if image.ndim not in (2, 3) or image.size == 0:
+            return f"too_small: an image of shape {image.shape} has no pixels"
+        return None
+
+    def require_scorable(self, images: Sequence[np.ndarray]) -> None:
+        """Raise UnscorableImage for the first image :meth:`check_image` refuses (score_batch's guard)."""
+        for image in images:
+            reason = self.check_image(image)
+            if reason is not None:
+                raise UnscorableImage(reason)
 
     def check_weights(self) -> None:
         """Raise ``WeightsNotFound`` (with the command that fixes it) when model files are missing.
@@ -82,6 +108,72 @@ class Scorer(ABC):
         return f"{type(self).__name__}(working_size={self.working_size})"
 
 
+def resized_shape(height: int, width: int, size: int | None) -> tuple[int, int]:
+    """The (height, width) :func:`resize_long_side` gives, without resizing (for size checks)."""
+    if not size or max(height, width) == size:
+        return height, width
+    scale = size / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def too_small(image: np.ndarray, min_side: int, size: int | None = None, what: str = "") -> str | None:
+    """``"too_small: WxH ..."`` when a side of ``image``, or of its copy at long side ``size``, is below
+    ``min_side``; None when both are large enough."""
+    h, w = image.shape[:2]
+    if min(h, w) < min_side:
+        return f"too_small: {w}x{h} is below {what}{min_side} px on a side"
+    rh, rw = resized_shape(h, w, size)
+    if min(rh, rw) < min_side:
+        return f"too_small: {w}x{h} is {rw}x{rh} at working size {size}, below {what}{min_side} px on a side"
+    return None
+
+
+def is_flat(image: np.ndarray) -> bool:
+    """Every pixel the same colour (no variation at all). Most images differ within their first row,
+    so this is cheap; a uniform first row costs one pass over the image (~1 ms per megapixel)."""
+    if not image.size or not (image[0] == image[0, 0]).all():
+        return False
+    rows = np.ascontiguousarray(image).reshape(image.shape[0], -1)
+    return cv2.norm(rows, np.repeat(rows[:1], len(rows), axis=0), cv2.NORM_INF) == 0
+
+
+# --- parameter checks: constructors call these so a bad value fails with the parameter's name ---------
+def check_int(name: str, value: Any, low: int, high: int, *, optional: bool = False) -> int | None:
+    """An integer parameter in [low, high] (None too when ``optional``); bools and floats are refused."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer{' or None' if optional else ''}, not {value!r}")
+    _check_bounds(name, value, low, high)
+    return int(value)
+
+
+def check_float(name: str, value: Any, low: float, high: float, *, optional: bool = False) -> float | None:
+    """A finite number in [low, high] (None too when ``optional``); bools, NaN and infinities are refused."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a number{' or None' if optional else ''}, not {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, not {value}")
+    _check_bounds(name, value, low, high)
+    return float(value)
+
+
+def _check_bounds(name: str, value: float, low: float, high: float) -> None:
+    if value < low:
+        raise ValueError(f"{name} must be at least {low}, not {value}")
+    if value > high:
+        raise ValueError(f"{name} must be at most {high}, not {value}")
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """A true/false parameter: 0, 1 or "yes" are refused rather than guessed."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be true or false, not {value!r}")
+    return bool(value)
+
+
 def _like(native: float | np.ndarray, values: np.ndarray) -> float | np.ndarray:
     """Return a Python float for scalar input, an array otherwise."""
     return float(values) if np.ndim(native) == 0 else values
@@ -98,9 +190,9 @@ def resize_long_side(image: np.ndarray, size: int | None) -> np.ndarray:
     h, w = image.shape[:2]
     if not size or max(h, w) == size:
         return image
-    scale = size / max(h, w)
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
-    return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=interp)
+    interp = cv2.INTER_AREA if size < max(h, w) else cv2.INTER_CUBIC
+    new_h, new_w = resized_shape(h, w, size)
+    return cv2.resize(image, (new_w, new_h), interpolation=interp)
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:

@@ -11,12 +11,17 @@ from the release by ``tools/convert_brisque_model.py``; see ``BRISQUE_NOTICE.txt
 
 Native score: lower is better, about 0..100 (not clamped, as in the reference).
 Normalised quality: ``(100 - clip(s, 0, 100)) / 100``, the host's mapping.
+
+Images it cannot score are refused by :meth:`BrisqueScorer.check_image`: below
+16 px on a side (at working size) the half-size scale is too small for a 7x7
+window and its product maps often lack one sign (NaN), ``too_small``; a uniform
+image has zero local variance, ``flat_image``. Other images with undefined
+statistics (a lone step edge, 1-px stripes) still score NaN, which ops reject.
 """
 
 from __future__ import annotations
 
 import functools
-import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,9 +30,7 @@ import cv2
 import numpy as np
 from scipy.special import gamma as gamma_fn
 
-from .base import Scorer, _like, resize_long_side
-
-logger = logging.getLogger(__name__)
+from .base import Scorer, _like, check_int, is_flat, resize_long_side, too_small
 
 #: the official model, shipped as package data with its notice
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "data" / "brisque_live.npz"
@@ -38,12 +41,18 @@ _RGB2GRAY = np.linalg.inv(
 )[0]
 
 N_FEATURES = 36
+#: the smallest side scored: the half-size scale then still holds a 7x7 window plus its border
+MIN_SIDE = 16
+#: Above this many pixels BRISQUE reads a centred crop of this size at native scale: its
+#: float maps cost ~20 bytes a pixel (4 GB for a 200-MP image), and a crop keeps the
+#: scale the statistics depend on, where shrinking would not.
+MAX_PIXELS = 32_000_000
 #: rows per strip for the per-pixel stages (a few hundred KB of float64 per temporary)
 STRIP = 128
 
 
 class ImageTooSmall(ValueError):
-    """The image is smaller than BRISQUE's 7x7 window needs at the half-size scale."""
+    """The image is smaller than BRISQUE's 7x7 window needs at the half-size scale (MIN_SIDE)."""
 
 
 def rgb2gray(image: np.ndarray) -> np.ndarray:
@@ -218,8 +227,9 @@ def _scale_features(mscn: np.ndarray) -> list[float]:
 def brisque_features(image: np.ndarray) -> np.ndarray:
     """The 36 BRISQUE features of one image (RGB uint8, or 2-D gray uint8/float in [0, 255])."""
     gray = rgb2gray(image) if image.ndim == 3 else image
-    if min(gray.shape) < 8:
-        raise ImageTooSmall(f"{gray.shape[1]}x{gray.shape[0]} is too small for BRISQUE (8 px minimum)")
+    if min(gray.shape) < MIN_SIDE:
+        h, w = gray.shape
+        raise ImageTooSmall(f"{w}x{h} is too small for BRISQUE ({MIN_SIDE} px minimum)")
     if gray.dtype != np.uint8:
         gray = np.asarray(gray, dtype=np.float64)
     gray = np.ascontiguousarray(gray)
@@ -282,6 +292,17 @@ def _load_model(path: str) -> BrisqueModel:
     return BrisqueModel(path)
 
 
+def central_crop(image: np.ndarray, max_pixels: int) -> np.ndarray:
+    """The centred view of ``image`` with at most ``max_pixels`` pixels and the same aspect ratio."""
+    h, w = image.shape[:2]
+    if h * w <= max_pixels:
+        return image
+    scale = (max_pixels / (h * w)) ** 0.5
+    ch, cw = max(1, int(h * scale)), max(1, int(w * scale))
+    top, left = (h - ch) // 2, (w - cw) // 2
+    return image[top : top + ch, left : left + cw]
+
+
 class BrisqueScorer(Scorer):
     """BRISQUE with the official LIVE model (or a model from ``tools/train_brisque.py``)."""
 
@@ -290,33 +311,41 @@ class BrisqueScorer(Scorer):
     native_range = (0.0, 100.0)
     color = "gray"
 
-    def __init__(self, model_path: str | os.PathLike | None = None, working_size: int | None = None):
+    def __init__(
+        self,
+        model_path: str | os.PathLike | None = None,
+        working_size: int | None = None,
+        max_pixels: int = MAX_PIXELS,
+    ):
+        if model_path is not None and not isinstance(model_path, (str, os.PathLike)):
+            raise ValueError(f"model_path must be a file path, not {model_path!r}")
         path = Path(model_path).expanduser() if model_path is not None else DEFAULT_MODEL
         if not path.is_file():
             raise FileNotFoundError(
                 f"BRISQUE model {path} not found; train one with tools/train_brisque.py "
                 "or leave model_path unset for the official LIVE model"
             )
-        if working_size is not None and working_size < 16:
-            raise ValueError("working_size must be at least 16 pixels (or None for full resolution)")
         self.model_path = str(path)
-        self.working_size = None if working_size is None else int(working_size)
+        self.working_size = check_int("working_size", working_size, MIN_SIDE, 8192, optional=True)
+        self.max_pixels = check_int("max_pixels", max_pixels, MIN_SIDE * MIN_SIDE, 1 << 31)
 
     @property
     def model(self) -> BrisqueModel:
         return _load_model(self.model_path)
 
+    def check_image(self, image: np.ndarray) -> str | None:
+        reason = super().check_image(image) or too_small(image, MIN_SIDE, self.working_size, "BRISQUE's ")
+        if reason is None and is_flat(image):
+            reason = "flat_image: every pixel is the same colour, so BRISQUE's local statistics are undefined"
+        return reason
+
     def features(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """The 36 features per image; a row of NaN for an image too small to score."""
-        rows = []
-        for image in images:
-            if self.working_size:
-                image = resize_long_side(image, self.working_size)
-            try:
-                rows.append(brisque_features(image))
-            except ImageTooSmall as exc:
-                logger.warning("BRISQUE: %s", exc)
-                rows.append(np.full(N_FEATURES, np.nan))
+        """The 36 features per image; raises UnscorableImage for an image :meth:`check_image` refuses."""
+        self.require_scorable(images)
+        rows = [
+            brisque_features(central_crop(resize_long_side(image, self.working_size), self.max_pixels))
+            for image in images
+        ]
         return np.stack(rows) if rows else np.zeros((0, N_FEATURES))
 
     def score_batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
@@ -333,4 +362,7 @@ class BrisqueScorer(Scorer):
         return {**super().describe(), "model_path": self.model_path}
 
     def __repr__(self) -> str:
-        return f"BrisqueScorer(model_path={self.model_path!r}, working_size={self.working_size})"
+        return (
+            f"BrisqueScorer(model_path={self.model_path!r}, working_size={self.working_size}, "
+            f"max_pixels={self.max_pixels})"
+        )

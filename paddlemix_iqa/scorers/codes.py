@@ -19,6 +19,8 @@ sheared bar codes that neither detector sees.
 
 The native score is the fraction of the image covered by decoded codes (0 = no
 code); :meth:`CodeScorer.detect` gives the full report (count, kinds, polygons).
+Tiny and uniform images hold no code: they score a well-defined 0. Bounds:
+``working_size`` 64..8192, ``full_size`` None or working_size..16384.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import cv2
 import numpy as np
 import zxingcpp
 
-from .base import Scorer, resize_long_side, to_gray
+from .base import Scorer, check_bool, check_int, resize_long_side, to_gray
 
 #: OpenCV's type names -> zxing-cpp's format names, so kinds read the same whichever decoder found a code
 _CV_KINDS = {
@@ -129,15 +131,11 @@ class CodeScorer(Scorer):
         rectify: bool = True,
         screen: bool = True,
     ):
-        if working_size < 64:
-            raise ValueError("working_size must be at least 64 pixels")
-        if full_size is not None and full_size < working_size:
-            raise ValueError("full_size must be None (full resolution) or >= working_size")
-        self.working_size = int(working_size)
-        self.full_size = full_size
-        self.use_opencv = use_opencv
-        self.rectify = rectify
-        self.screen = screen
+        self.working_size = check_int("working_size", working_size, 64, 8192)
+        self.full_size = check_int("full_size", full_size, self.working_size, 16384, optional=True)
+        self.use_opencv = check_bool("use_opencv", use_opencv)
+        self.rectify = check_bool("rectify", rectify)
+        self.screen = check_bool("screen", screen)
         self._local = threading.local()  # OpenCV detectors are not shared between threads
 
     @property
@@ -265,6 +263,7 @@ class CodeScorer(Scorer):
         return CodeReport(codes=codes, coverage=coverage(codes, h, w), passes=passes, shape=(h, w))
 
     def detect_batch(self, images: Sequence[np.ndarray]) -> list[CodeReport]:
+        self.require_scorable(images)
         return [self.detect(image) for image in images]
 
     def score_batch(self, images: Sequence[np.ndarray]) -> np.ndarray:

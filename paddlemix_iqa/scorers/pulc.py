@@ -6,6 +6,11 @@ applies PaddleClas's deploy preprocessing exactly (short side 256 with OpenCV
 bilinear, centre crop 224, ``x * 0.00392157``, ImageNet mean/std, CHW) and returns
 p1 of the softmax per image: p(blurred) or p(contains a code). Weights are found
 by :func:`paddlemix_iqa.models.weights.locate_weights` and are never downloaded here.
+
+An image whose short side is below 8 px, or under 1/64 of its long side, is
+``too_small``: the resize to short side 256 would enlarge it more than 32x (the
+model sees only interpolation) or make the long side huge (1x500 px -> 256x128000).
+Bounds: ``threads`` 1..64, ``batch_size`` 1..1024, ``decode_side`` None or 224..16384.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import numpy as np
 
 from ..models.inference import PARAMS_FILE, PROGRAM_FILES, InferenceRunner
 from ..models.weights import locate_weights
-from .base import Scorer
+from .base import Scorer, check_bool, check_int
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +37,8 @@ MEAN = np.array([0.485, 0.456, 0.406], np.float32).reshape(1, 1, 3)
 STD = np.array([0.229, 0.224, 0.225], np.float32).reshape(1, 1, 3)
 RESIZE_SHORT = 256
 CROP = 224
+#: images outside these are refused (see the module docstring)
+MIN_SIDE, MAX_ASPECT = 8, 64
 
 
 def preprocess(image: np.ndarray) -> np.ndarray:
@@ -77,8 +84,12 @@ class PulcScorer(Scorer):
         use_mkldnn: bool = True,
         decode_side: int | None = None,
     ):
-        if batch_size < 1 or threads < 1:
-            raise ValueError("batch_size and threads must be >= 1")
+        threads = check_int("threads", threads, 1, 64)
+        batch_size = check_int("batch_size", batch_size, 1, 1024)
+        use_mkldnn = check_bool("use_mkldnn", use_mkldnn)
+        decode_side = check_int("decode_side", decode_side, CROP, 16384, optional=True)
+        if model_dir is not None and not isinstance(model_dir, (str, os.PathLike)):
+            raise ValueError(f"model_dir must be a folder path, not {model_dir!r}")
         # locate now (a file check) so a missing model fails when the op is built, not per item
         self.model_dir = locate_weights(
             self.name,
@@ -110,8 +121,19 @@ class PulcScorer(Scorer):
                 log.info("loaded PULC model %s", self.model_dir)
         return self._runtime
 
+    def check_image(self, image: np.ndarray) -> str | None:
+        reason = super().check_image(image)
+        h, w = image.shape[:2]
+        if reason is None and (min(h, w) < MIN_SIDE or max(h, w) > MAX_ASPECT * min(h, w)):
+            reason = (
+                f"too_small: {w}x{h}: PULC needs a short side of at least {MIN_SIDE} px "
+                f"and 1/{MAX_ASPECT} of the long side"
+            )
+        return reason
+
     def probabilities(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Both class probabilities per image (N x 2), run in batches of ``batch_size``."""
+        self.require_scorable(images)
         runtime = self.runtime
         chunks = []
         for start in range(0, len(images), self.batch_size):

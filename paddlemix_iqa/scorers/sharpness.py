@@ -5,6 +5,12 @@ working size (long side ``working_size``, default 512 px) in gray; only then are
 scores comparable across a dataset of mixed resolutions. ``tiles=N`` scores an
 N x N grid and keeps a high quantile of the tiles, so a photo with a sharp
 subject on a defocused background (shallow depth of field) still reads as sharp.
+
+Bounds: ``working_size`` 32..8192 (more only costs time; the scores are calibrated
+at 512), ``tiles`` 1..64, ``tile_quantile`` in [0, 1], ``midpoint`` > 0. A uniform
+image scores a well-defined 0 (blurry by any threshold); an image with fewer than
+3 px on a side, as received or at working size, is ``too_small``: the 3x3 kernels
+have no interior pixel to read.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from .base import Scorer, resize_long_side, saturating, to_gray
+from .base import Scorer, check_float, check_int, resize_long_side, saturating, to_gray, too_small
 
 
 class SharpnessScorer(Scorer):
@@ -31,17 +37,11 @@ class SharpnessScorer(Scorer):
         tile_quantile: float = 0.9,
         midpoint: float | None = None,
     ):
-        if working_size < 32:
-            raise ValueError("working_size must be at least 32 pixels")
-        if tiles < 1:
-            raise ValueError("tiles must be >= 1")
-        if not 0.0 <= tile_quantile <= 1.0:
-            raise ValueError("tile_quantile must be in [0, 1]")
-        self.working_size = int(working_size)
-        self.tiles = int(tiles)
-        self.tile_quantile = float(tile_quantile)
+        self.working_size = check_int("working_size", working_size, 32, 8192)
+        self.tiles = check_int("tiles", tiles, 1, 64)
+        self.tile_quantile = check_float("tile_quantile", tile_quantile, 0.0, 1.0)
         if midpoint is not None:
-            self.midpoint = float(midpoint)
+            self.midpoint = check_float("midpoint", midpoint, 1e-12, 1e12)
 
     def response(self, gray: np.ndarray) -> np.ndarray:
         """Per-pixel response whose mean is the score (float32, same shape as ``gray``)."""
@@ -50,7 +50,11 @@ class SharpnessScorer(Scorer):
     def reduce(self, response: np.ndarray) -> float:
         return float(response.mean())
 
+    def check_image(self, image: np.ndarray) -> str | None:
+        return super().check_image(image) or too_small(image, 3, self.working_size)
+
     def score_batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        self.require_scorable(images)
         return np.array([self._score_one(image) for image in images], dtype=np.float64)
 
     def _score_one(self, image: np.ndarray) -> float:
