@@ -515,7 +515,7 @@ def _check_same_work(store: RunStore, config: PipelineConfig, digest: str) -> No
 def _drive(config: PipelineConfig, chain: Chain, store: RunStore, resumed: int, progress: bool) -> dict:
     from tqdm import tqdm
 
-    total = count_records(config.input, config.input_format)
+    total = count_records(config.input, config.input_format) if progress else None  # a pass over the input
     bar = tqdm(
         total=total, initial=resumed, unit="rec", disable=not progress, mininterval=0.5, dynamic_ncols=True
     )
