@@ -21,7 +21,10 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["paddlemix_iqa", "paddlemix_iqa.*"]),
-    package_data={"paddlemix_iqa": ["data/*"]},
+    package_data={
+        "paddlemix_iqa": ["data/*", "configs/*.yaml"],
+        "paddlemix_iqa.pipeline.report": ["templates/*.j2"],  # the report's Jinja2 template
+    },
     include_package_data=True,
     install_requires=[
         "numpy>=1.24",
@@ -34,12 +37,14 @@ setup(
         "matplotlib>=3.7",
         "scikit-image>=0.21",
         "ijson>=3.2",
+        "scipy>=1.10",  # scorers/brisque.py (scipy.special.gamma for the GGD/AGGD fits)
+        "jinja2>=3.1",  # pipeline/report (the HTML template)
     ],
     extras_require={
         "paddle": PADDLE,
         "convert": PADDLE + CONVERT,
         "train": TRAIN,
-        "test": PADDLE + TRAIN + ["pytest>=7.4", "ruff>=0.5"],
+        "test": PADDLE + TRAIN + ["pytest>=7.4", "ruff>=0.5", "playwright>=1.40"],  # playwright: report browser test
     },
     entry_points={"console_scripts": ["paddlemix-iqa=paddlemix_iqa.cli:main"]},
     classifiers=[

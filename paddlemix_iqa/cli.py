@@ -2,7 +2,9 @@
 
 Exit codes: 0 success; 1 runtime failure (an unexpected error while running);
 2 usage or config error (bad arguments, invalid YAML, unknown op or parameter,
-missing input); 130 interrupted.
+missing input, busy or foreign output dir); 3 missing model weights (any command;
+``paddlemix-iqa weights list`` says what is missing and how to get it); 4 a run that could read none of its
+images (wrong image_root?); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ import csv
 import inspect
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from .models.download import add_arguments as download_arguments
-
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+EXIT_WEIGHTS = 3  # a model's weights are not installed (run, score, ... alike)
+EXIT_NO_IMAGES = 4  # a run finished but could read none of its images (wrong image_root?)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 
 log = logging.getLogger("paddlemix_iqa.cli")
@@ -32,7 +35,9 @@ class UsageError(Exception):
 def cmd_run(args: argparse.Namespace) -> int:
     from .pipeline import load_config, run_pipeline
 
-    config = load_config(args.config, args.overrides)
+    flags = {"input": args.input, "output_dir": args.output, "workers": args.workers}
+    overrides = list(args.overrides) + [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None]
+    config = load_config(args.config, overrides)  # a flag's JSON value is a YAML scalar taken as is
     if args.no_report:
         config.report = False
     summary = run_pipeline(config, fresh=args.fresh, progress=False if args.no_progress else None)
@@ -48,6 +53,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"outputs: {out / 'kept.jsonl'}, {out / 'rejected.jsonl'}, {out / 'scores.jsonl'}")
     if summary.get("report"):
         print(f"report: {summary['report']}")
+    if summary["images"] and summary["images_unreadable"] == summary["images"]:
+        print(
+            f"paddlemix-iqa run: error: none of the {summary['images']} images could be read "
+            f"(e.g. {summary['unreadable_example']}); is image_root right? It is {config.image_root.resolve()}",
+            file=sys.stderr,
+        )
+        return EXIT_NO_IMAGES
     return EXIT_OK
 
 
@@ -59,6 +71,19 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not (out / "run.json").is_file():
         raise UsageError(f"{out} is not a finished run (no run.json); run the pipeline first")
     print(f"report: {write_report(out, png=args.png)}")
+    return EXIT_OK
+
+
+def cmd_configs(args: argparse.Namespace) -> int:
+    from .pipeline.config import bundled_configs, find_config
+
+    if getattr(args, "configs_command", None) == "show":
+        print(find_config(args.name).read_text(encoding="utf-8"), end="")
+        return EXIT_OK
+    print("bundled configs (paddlemix-iqa run NAME; paddlemix-iqa configs show NAME > my.yaml to edit):")
+    for name, path in bundled_configs().items():
+        first = path.read_text(encoding="utf-8").splitlines()[0].lstrip("# ").strip()
+        print(f"  {name:14s} {first}")
     return EXIT_OK
 
 
@@ -74,13 +99,19 @@ def _image_files(paths: Sequence[str]) -> Iterator[str]:
 
 def cmd_score(args: argparse.Namespace) -> int:
     from .io import ImageLoadError, decode_image
-    from .scorers import get_scorer, list_scorers
+    from .scorers import get_scorer, list_scorers, scorer_class
 
-    names = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    if args.metrics is None:  # the weight-free scorers: they work out of the box
+        names = [m for m in list_scorers() if not scorer_class(m).neural]
+    else:
+        names = [m.strip() for m in args.metrics.split(",") if m.strip()]
     unknown = [m for m in names if m not in list_scorers()]
     if not names or unknown:
+        from .pipeline.config import _suggest  # the one "did you mean" of configs and commands
+
+        hints = "".join(_suggest(m, list_scorers()) for m in unknown)
         raise UsageError(
-            f"unknown metric(s) {', '.join(unknown) or '(none given)'}; available: {', '.join(list_scorers())}"
+            f"unknown metric(s) {', '.join(unknown) or '(none given)'}{hints}; available: {', '.join(list_scorers())}"
         )
     scorers = [get_scorer(m) for m in names]
     sides = [s.decode_side for s in scorers]
@@ -152,24 +183,42 @@ def _signature(params: dict) -> str:
 def cmd_ops(args: argparse.Namespace) -> int:
     from .ops import list_ops
     from .pipeline.config import op_parameters
+    from .registry import SCORERS, op_plugin
     from .scorers import list_scorers, scorer_class, scorer_params
+
+    def plugin(dist: str | None) -> str:
+        return f" [plugin: {dist}]" if dist else ""
+
+    if args.name:
+        from .pipeline.config import _suggest, op_help
+
+        if args.name not in list_ops():
+            raise UsageError(f"unknown op {args.name!r}{_suggest(args.name, list_ops())}; paddlemix-iqa ops lists them")
+        doc, rows = op_help(args.name)
+        print(f"{args.name}{plugin(op_plugin(args.name))}: {doc or '(no description)'}")
+        widths = [max(len(r[i]) for r in rows) if rows else 0 for i in range(3)]
+        for row in rows:
+            cells = "  ".join(c.ljust(w) for c, w in zip(row[:3], widths, strict=True))
+            print(f"  {cells}  {row[3]}".rstrip())
+        return EXIT_OK
 
     print("ops (use in a config's process list as `- <op>: {params}`):")
     for name in list_ops():
         try:
             params = op_parameters(name)
-        except (ImportError, KeyError) as exc:
-            print(f"  {name:22s} (not available: {exc})")
-            continue
-        print(f"  {name:22s} {', '.join(params)}")
-    print("\nscorers (a <scorer>_filter op or iqa_filter(metric=...) passes extra params to its scorer):")
+            print(f"  {name:22s} {', '.join(params)}{plugin(op_plugin(name))}")
+        except Exception as exc:  # noqa: BLE001 - an op (or plugin) that fails to import is reported, not fatal
+            print(f"  {name:22s} (not available: {type(exc).__name__}: {exc})")
+    print("\nscorers (each has a <scorer>_filter and <scorer>_tagger op, or a dedicated one listed above;")
+    print("iqa_filter(metric=...) also passes extra params to its scorer):")
     for name in list_scorers():
         try:
             cls = scorer_class(name)
             facts = (
                 f"{'higher' if cls.higher_is_better else 'lower'} is better, range {list(cls.native_range)}"
             )
-            print(f"  {name:22s} {facts}; params: {_signature(scorer_params(name)) or '-'}")
+            params = _signature(scorer_params(name)) or "-"
+            print(f"  {name:22s} {facts}; params: {params}{plugin(SCORERS.plugin(name))}")
         except Exception as exc:  # noqa: BLE001 - a scorer module that fails to import is reported, not fatal
             print(f"  {name:22s} (not available: {type(exc).__name__}: {exc})")
     return EXIT_OK
@@ -184,19 +233,58 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"demo dataset: {summary['records']} records in {summary['dir']}/records.jsonl "
         f"({summary['expected_rejected']} degraded or broken)"
     )
-    print("next: paddlemix-iqa run configs/default.yaml")
+    print("next: paddlemix-iqa run default")
     return EXIT_OK
 
 
 def cmd_weights_download(args: argparse.Namespace) -> int:
-    from .models.download import DownloadError, download
+    from .models.catalog import MODELS
+    from .models.download import DownloadError, fetch_model
+    from .models.weights import weights_home
 
+    model = MODELS.get(args.name)
+    if model is not None and model.make != "download":  # made by hand: say exactly how
+        out = Path(args.weights_dir).expanduser() if args.weights_dir else weights_home()
+        print(f"{model.name} cannot be downloaded ready to use ({model.title}).")
+        print(f"licence: {model.licence} ({model.licence_url})", *model.notes, sep="\n  ")
+        print(f"1. download by hand from {model.homepage} into ./{model.name}_torch/:")
+        for source in model.sources_for():
+            print(f"     {source.url}")
+        others = [v for v in model.variants if v != model.default_variant]
+        if others:
+            print(f"   other variants ({', '.join(others)}): the same URL pattern, one more --regressor each")
+        print(f"2. convert: {model.convert_command(out=str(out / model.name))}")
+        return EXIT_OK
     try:
-        path = download(args.name, url=args.url, home=args.home, sha256=args.sha256)
+        path, digest = fetch_model(args.name, url=args.url, home=args.weights_dir, sha256=args.sha256)
     except DownloadError as exc:
         print(f"paddlemix-iqa weights download: error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     print(path)
+    pinned = args.sha256 or (model is not None and not args.url and model.sources[0].sha256)
+    check = "verified" if pinned else "not pinned: nothing to check it against"
+    print(f"sha256 {digest} ({check})", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_weights_list(args: argparse.Namespace) -> int:
+    from .models.catalog import MODELS
+    from .models.weights import ENV_HOME, weights_home, weights_status
+
+    print(f"weights home: {weights_home()} (--weights-dir or ${ENV_HOME})")
+    for model in MODELS.values():
+        status = weights_status(model.name)
+        state = "present" if status.present else "missing"
+        print(f"{model.name}: {state} in {status.directory}")
+        if status.missing:
+            print(f"  missing: {', '.join(status.missing)}")
+        if model.variants:
+            found = ", ".join(status.variants) or "none"
+            print(f"  variants present: {found} (default {model.default_variant})")
+        use = "" if model.commercial_use else ", non-commercial use only"
+        print(f"  licence: {model.licence}{use}")
+        if not status.present:
+            print(f"  to get it: {model.how_to(out=str(status.directory))}")
     return EXIT_OK
 
 
@@ -205,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="paddlemix-iqa",
         description="Image-quality filtering for multimodal datasets (PaddleMIX DataCopilot plugin).",
-        epilog="Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.",
+        epilog="Exit codes: 0 ok, 1 runtime failure, 2 usage or config error, 3 missing model weights, 4 no image could be read.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details and tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -218,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
             "and report.html to the output dir. Run the same command again after a crash to resume."
         ),
     )
-    p.add_argument("config", help="pipeline YAML file (see configs/)")
+    p.add_argument("config", help="pipeline YAML file, or a bundled config's name (paddlemix-iqa configs)")
     p.add_argument(
         "overrides",
         nargs="*",
@@ -228,9 +316,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--fresh", action="store_true", help="discard a previous run in the output dir instead of resuming"
     )
+    p.add_argument("--input", metavar="RECORDS", help="the records file (same as input=...)")
+    p.add_argument("--output", metavar="DIR", help="the output directory (same as output_dir=...)")
+    p.add_argument("--workers", type=int, metavar="N", help="processes for CPU ops (same as workers=N)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    _weights_dir_option(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "configs",
+        help="list the bundled pipeline configs, or print one",
+        description="List the configs that ship with the package, or print one to copy and edit.",
+    )
+    csub = p.add_subparsers(dest="configs_command", metavar="ACTION")
+    c = csub.add_parser("show", help="print a bundled config", description="Print a bundled config.")
+    c.add_argument("name", help="bundled config name, e.g. default")
+    p.set_defaults(func=cmd_configs)
 
     p = sub.add_parser(
         "score",
@@ -241,12 +343,16 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("paths", nargs="+", help="image files or folders (searched recursively)")
-    p.add_argument("--metrics", required=True, help="comma-separated scorer names, e.g. laplacian,tenengrad")
+    p.add_argument(
+        "--metrics",
+        help="comma-separated scorer names, e.g. laplacian,tenengrad (default: every weight-free scorer)",
+    )
     p.add_argument("--format", choices=("table", "csv", "jsonl"), default="table")
     p.add_argument(
         "--normalized", action="store_true", help="quality in [0, 1] (higher is better) instead of native"
     )
     p.add_argument("--batch-size", type=int, default=16)
+    _weights_dir_option(p)
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser(
@@ -263,8 +369,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "ops",
         help="list ops and scorers with their parameters",
-        description="List the ops a config can use and the scorers, with their parameters.",
+        description="List the ops a config can use and the scorers, with their parameters; "
+        "with NAME, one op's description and every parameter with its type, default and meaning.",
     )
+    p.add_argument("name", nargs="?", help="an op name, e.g. laplacian_filter")
     p.set_defaults(func=cmd_ops)
 
     p = sub.add_parser(
@@ -283,11 +391,35 @@ def build_parser() -> argparse.ArgumentParser:
     w = wsub.add_parser(
         "download",
         help="download official weights (the only command that uses the network)",
-        description="Download a model's official files into $PADDLEMIX_IQA_HOME/<name>/.",
+        description=(
+            "Download a model's official files into <weights dir>/<name>/ (a model that must be converted, "
+            "such as arniqa, gets the exact steps instead)."
+        ),
     )
-    download_arguments(w)
+    w.add_argument("name", help="model name from `paddlemix-iqa weights list` (any name with --url)")
+    w.add_argument("--url", help="download from this URL instead of the official one")
+    _weights_dir_option(w, "--home")
+    w.add_argument("--sha256", help="expected sha256 of the tarball (default: the catalogue's pin, if any)")
     w.set_defaults(func=cmd_weights_download)
+    w = wsub.add_parser(
+        "list",
+        help="each model: present or missing, where, licence, how to get it",
+        description="List the models of the weights catalogue: present or missing, where, licence, how to get it.",
+    )
+    _weights_dir_option(w)
+    w.set_defaults(func=cmd_weights_list)
     return parser
+
+
+def _weights_dir_option(parser: argparse.ArgumentParser, *aliases: str) -> None:
+    """``--weights-dir DIR`` for a command that loads models: the same as setting $PADDLEMIX_IQA_HOME."""
+    parser.add_argument(
+        "--weights-dir",
+        *aliases,
+        dest="weights_dir",
+        metavar="DIR",
+        help="folder holding the models as DIR/<name>/ (default: $PADDLEMIX_IQA_HOME or ~/.cache/paddlemix_iqa)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -299,21 +431,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
-    from .pipeline.config import ConfigError
+    from .models.weights import ENV_HOME, WeightsNotFound
+    from .pipeline.config import ConfigError, MissingWeights
 
+    # --weights-dir is $PADDLEMIX_IQA_HOME for this command (worker processes inherit it); restored after
+    saved = os.environ.get(ENV_HOME)
+    if getattr(args, "weights_dir", None):
+        os.environ[ENV_HOME] = args.weights_dir
     try:
         return args.func(args)
+    except (MissingWeights, WeightsNotFound) as exc:
+        print(f"paddlemix-iqa {args.command}: error: missing model weights: {exc}", file=sys.stderr)
+        return EXIT_WEIGHTS
     except (ConfigError, UsageError) as exc:
         print(f"paddlemix-iqa {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `paddlemix-iqa ops | head`: the reader left; nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return EXIT_OK
     except Exception as exc:  # noqa: BLE001 - the exit code scripts rely on, with a readable message
         if args.verbose:
             log.exception("failed")
         print(f"paddlemix-iqa {args.command}: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    finally:
+        if saved is None:
+            os.environ.pop(ENV_HOME, None)
+        else:
+            os.environ[ENV_HOME] = saved
 
 
 if __name__ == "__main__":

@@ -118,3 +118,41 @@ def test_ops_lists_ops_and_scorers_with_parameters(capsys):
     line = next(x for x in out.splitlines() if x.strip().startswith("laplacian_filter"))
     assert "min_score" in line and "working_size" in line
     assert any(x.strip().startswith("laplacian ") and "higher is better" in x for x in out.splitlines())
+
+
+# --- weights: one exit code for missing weights, --weights-dir, weights list ----------------------
+def test_missing_weights_exit_3_from_score_and_run_and_weights_dir_sets_where(tmp_path, photo, capsys):
+    Image.fromarray(photo).save(tmp_path / "a.png")
+    empty = tmp_path / "no_weights"
+    score = ["score", str(tmp_path / "a.png"), "--metrics", "pulc_clarity"]
+    assert main([*score, "--weights-dir", str(empty)]) == 3
+    err = capsys.readouterr().err
+    assert "missing model weights" in err and str(empty / "pulc_clarity") in err
+    assert "paddlemix-iqa weights download pulc_clarity" in err
+
+    (tmp_path / "records.jsonl").write_text(json.dumps({"image": "a.png"}) + "\n")
+    config = tmp_path / "pulc.yaml"
+    config.write_text(f"input: {tmp_path / 'records.jsonl'}\nprocess:\n  - pulc_blur_filter:\n")
+    assert main(["run", str(config), "--weights-dir", str(empty)]) == 3
+    err = capsys.readouterr().err
+    assert "pulc.yaml line 3" in err and str(empty / "pulc_clarity") in err
+    # a config mistake next to the missing model is a config error first
+    config.write_text(config.read_text() + "  - laplacian_filter: {min_scor: 0.1}\n")
+    assert main(["run", str(config), "--weights-dir", str(empty)]) == 2
+
+
+def test_weights_list_says_present_or_missing_where_licence_and_how(tmp_path, capsys):
+    assert main(["weights", "list", "--help"]) == 0
+    capsys.readouterr()
+    (tmp_path / "pulc_code").mkdir()
+    for name in ("inference.json", "inference.pdiparams"):  # a file check: the bytes are not read
+        (tmp_path / "pulc_code" / name).write_bytes(b"x")
+    assert main(["weights", "list", "--weights-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"pulc_code: present in {tmp_path / 'pulc_code'}" in out
+    assert f"pulc_clarity: missing in {tmp_path / 'pulc_clarity'}" in out
+    assert "paddlemix-iqa weights download pulc_clarity" in out
+    assert f"arniqa: missing in {tmp_path / 'arniqa'}" in out
+    assert "CC BY-NC 4.0, non-commercial use only" in out
+    assert "tools/convert_arniqa.py --encoder ./arniqa_torch/ARNIQA.pth" in out
+    assert f"--out {tmp_path / 'arniqa'}" in out and "Apache-2.0" in out

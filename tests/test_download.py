@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import http.server
 import io
-import subprocess
-import sys
+import os
 import tarfile
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from paddlemix_iqa.cli import main as cli_main
+from paddlemix_iqa.models import catalog
 from paddlemix_iqa.models.download import DownloadError, download
 
 paddle = pytest.importorskip("paddle")
@@ -99,7 +101,7 @@ def test_default_home_is_the_weights_cache(server, model_files, tmp_path, monkey
         ({"../evil/inference.pdiparams": b"x", "m/inference.json": b"{}"}, None, "unsafe path"),
         ({"/abs/inference.pdiparams": b"x", "m/inference.json": b"{}"}, None, "unsafe path"),
         ({"m/inference.pdiparams": b"x"}, {"m/inference.json": "/etc/passwd"}, "link"),
-        ({"m/inference.pdiparams": b"x"}, None, "inference.pdmodel or inference.json"),
+        ({"m/inference.pdiparams": b"x"}, None, "inference.json or inference.pdmodel"),
         ({"m/inference.json": b"{}"}, None, "inference.pdiparams"),
         ({"a/inference.json": b"{}", "b/inference.pdiparams": b"x"}, None, "several folders"),
     ],
@@ -133,29 +135,68 @@ def test_not_a_tar_missing_url_and_checksum(server, model_files, tmp_path):
     assert not (tmp_path / "pulc_code").exists()
 
 
-def test_command_line(server, model_files, tmp_path, capsys):
+def _pin(monkeypatch, name: str, url: str, sha256: str) -> None:
+    """Point the catalogue's entry at the local server, with a pinned sha256."""
+    model = catalog.MODELS[name]
+    source = dataclasses.replace(model.sources[0], url=url, sha256=sha256)
+    monkeypatch.setitem(catalog.MODELS, name, dataclasses.replace(model, sources=(source,)))
+
+
+def test_a_pinned_sha256_is_verified_and_a_mismatch_keeps_nothing(server, model_files, tmp_path, monkeypatch):
+    root, base = server
+    tarball = _tar(root / "pinned.tar", _official_layout(model_files))
+    _pin(monkeypatch, "pulc_code", f"{base}/pinned.tar", "ab" * 32)
+    with pytest.raises(DownloadError, match="sha256 mismatch .* nothing was kept"):
+        download("pulc_code", home=tmp_path)  # no url: the catalogue's source and pin
+    assert list(tmp_path.iterdir()) == []
+    _pin(monkeypatch, "pulc_code", f"{base}/pinned.tar", hashlib.sha256(tarball.read_bytes()).hexdigest())
+    assert download("pulc_code", home=tmp_path) == tmp_path / "pulc_code"
+
+
+def test_command_line(server, model_files, tmp_path, capsys, photo):
     root, base = server
     _tar(root / "cli.tar", _official_layout(model_files))
-    command = ["weights", "download", "pulc_clarity", "--home", str(tmp_path), "--url"]
+    digest = hashlib.sha256((root / "cli.tar").read_bytes()).hexdigest()
+    command = ["weights", "download", "pulc_clarity", "--weights-dir", str(tmp_path), "--url"]
     assert cli_main([*command, f"{base}/cli.tar"]) == 0  # paddlemix-iqa weights download ...
-    assert capsys.readouterr().out.strip() == str(tmp_path / "pulc_clarity")
+    out, err = capsys.readouterr()
+    assert out.strip() == str(tmp_path / "pulc_clarity")  # stdout: the folder only, for scripts
+    assert f"sha256 {digest} (not pinned" in err  # the hash of what came, to pin it in the catalogue
     assert cli_main([*command, f"{base}/absent.tar"]) == 1
     assert "could not download" in capsys.readouterr().err
-    # the module runs as a script too
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "paddlemix_iqa.models.download",
-            "pulc_code",
-            "--url",
-            f"{base}/cli.tar",
-            "--home",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    # --home is the old spelling of --weights-dir
+    assert (
+        cli_main(["weights", "download", "pulc_code", "--home", str(tmp_path), "--url", f"{base}/cli.tar"])
+        == 0
     )
-    assert done.returncode == 0, done.stderr
     assert (tmp_path / "pulc_code" / "inference.pdiparams").is_file()
+    capsys.readouterr()
+
+    # the downloaded models are found through --weights-dir by the commands that load them
+    assert cli_main(["weights", "list", "--weights-dir", str(tmp_path)]) == 0
+    listing = capsys.readouterr().out
+    assert f"pulc_clarity: present in {tmp_path / 'pulc_clarity'}" in listing
+    assert f"arniqa: missing in {tmp_path / 'arniqa'}" in listing
+    Image.fromarray(photo).save(tmp_path / "a.png")
+    score = ["score", str(tmp_path / "a.png"), "--metrics", "pulc_clarity", "--format", "csv"]
+    assert os.environ.get("PADDLEMIX_IQA_HOME") != str(tmp_path)
+    assert cli_main([*score, "--weights-dir", str(tmp_path)]) == 0
+    row = capsys.readouterr().out.splitlines()[1].split(",")
+    assert 0 <= float(row[1]) <= 1 and row[2] == ""
+    assert os.environ.get("PADDLEMIX_IQA_HOME") != str(tmp_path), "the option does not leak past the command"
+
+
+def test_download_arniqa_explains_the_manual_steps_without_the_network(tmp_path, capsys):
+    assert cli_main(["weights", "download", "arniqa", "--weights-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    for needed in (
+        "https://github.com/miccunifi/ARNIQA/releases/download/weights/ARNIQA.pth",
+        "https://github.com/miccunifi/ARNIQA/releases/download/weights/regressor_kadid10k.pth",
+        "CC BY-NC 4.0",
+        "python tools/convert_arniqa.py --encoder ./arniqa_torch/ARNIQA.pth "
+        f"--regressor ./arniqa_torch/regressor_kadid10k.pth --out {tmp_path / 'arniqa'}",
+    ):
+        assert needed in out
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(DownloadError, match="convert_arniqa"):  # the library call says the same
+        download("arniqa", home=tmp_path)

@@ -61,7 +61,7 @@ def test_tagger_keeps_everything_and_records_errors(sharp_and_blurred):
     blurred, missing = record("blur.png"), record("missing.png")
     assert tagger(blurred) is blurred and blurred["__tag_tenengrad"] < 0.5
     assert tagger(missing) is missing and missing["__tag_tenengrad"] is None
-    assert missing[ERROR_KEY] == "decode_error: missing: file not found"
+    assert missing[ERROR_KEY].startswith("decode_error: missing: file not found: /")
     assert tagger.key() == "__tag_tenengrad"
 
 
@@ -168,3 +168,72 @@ def test_neural_flag_comes_from_the_scorer():
     assert scorer_class("arniqa").neural and scorer_class("pulc_code").neural
     assert not any(scorer_class(m).neural for m in ("laplacian", "brisque", "codes"))
     assert not build_op("laplacian_filter").neural and not build_op("code_filter").neural
+
+
+# --- thin ops: parameters derived from the scorer, thresholds said by the op ------------------------
+def test_code_filter_takes_every_codes_scorer_parameter():
+    from paddlemix_iqa.pipeline.config import op_parameters
+    from paddlemix_iqa.scorers import scorer_params
+
+    op = build_op(
+        "code_filter", screen=False, rectify=False, use_opencv=False, working_size=512, full_size=None
+    )
+    scorer = op.scorer
+    assert (scorer.screen, scorer.rectify, scorer.use_opencv, scorer.working_size, scorer.full_size) == (
+        False,
+        False,
+        False,
+        512,
+        None,
+    )
+    assert op.decode_side is None and op.params()["screen"] is False
+    for name in ("codes", "pulc_clarity", "laplacian"):  # every scorer parameter is its ops' parameter
+        op_name = {"codes": "code_filter", "pulc_clarity": "pulc_blur_filter"}.get(name, f"{name}_filter")
+        assert set(scorer_params(name)) <= set(op_parameters(op_name)), op_name
+    with pytest.raises(ValueError, match="working_size"):
+        build_op("code_filter", working_size=10)
+
+
+@pytest.mark.parametrize(
+    "name, params, bounds, quality",
+    [
+        (
+            "laplacian_filter",
+            {"min_score": 0.2},
+            {"min_score": 0.2, "max_score": None, "min_value": None, "max_value": None},
+            {"min_score", "max_score"},
+        ),
+        ("code_filter", {"max_coverage": 0.3}, {"max_coverage": 0.3}, set()),
+        (
+            "resolution_filter",
+            {"min_width": 64},
+            {"min_width": 64, "max_width": None, "min_height": None, "max_height": None},
+            set(),
+        ),
+        ("aspect_ratio_filter", {}, {"min_ratio": 1 / 3, "max_ratio": 3.0}, set()),
+        ("filesize_filter", {"min_size": "2KB"}, {"min_size": 2048, "max_size": None}, set()),
+        ("decodable_filter", {}, {}, set()),
+    ],
+)
+def test_each_op_says_its_thresholds(name, params, bounds, quality):
+    from paddlemix_iqa.pipeline.runner import op_thresholds
+
+    op = build_op(name, **params)
+    assert op.thresholds() == bounds and set(op.quality_thresholds) == quality
+    entry = op_thresholds(op)
+    assert entry["op"] == name and entry["metric"] == op.metric
+    assert entry["lines"] == [
+        {"label": f"{k}={v:g}", "x": float(v), "scale": "quality" if k in quality else "value"}
+        for k, v in bounds.items()
+        if v is not None
+    ]
+
+
+def test_a_tagger_draws_no_threshold_lines():
+    from paddlemix_iqa.pipeline.runner import op_thresholds
+
+    assert op_thresholds(build_op("codes_tagger", max_coverage=0.5))["lines"] == []
+    assert op_thresholds(build_op("laplacian_filter", min_score=0.3, max_value=900))["lines"] == [
+        {"label": "min_score=0.3", "x": 0.3, "scale": "quality"},
+        {"label": "max_value=900", "x": 900.0, "scale": "value"},
+    ]

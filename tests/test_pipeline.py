@@ -88,7 +88,7 @@ def test_report_is_one_self_contained_html_file(default_run):
     out, summary = default_run
     page = (out / "report.html").read_text(encoding="utf-8")
     assert summary["report"] == str(out / "report.html")
-    assert not re.search(r'(src|href)="(?!data:)', page), "everything must be inlined"
+    assert not re.search(r'(src|href)="(?!data:|#)', page), "everything must be inlined (or an in-page link)"
     assert page.count("data:image/png;base64,") >= 4  # one histogram per metric
     assert page.count("data:image/jpeg;base64,") >= 10  # thumbnail strips
     assert "min_score=0.2" in page and "laplacian_filter" in page

@@ -277,8 +277,8 @@ def _kind(mode: int) -> str:
 
 
 def _path_error(exc: BaseException, path: str) -> ImageLoadError:
-    if isinstance(exc, FileNotFoundError):
-        return ImageMissing("file not found", _short(path))
+    if isinstance(exc, FileNotFoundError):  # the resolved path in the reason: a wrong root shows at once
+        return ImageMissing(f"file not found: {_short(os.path.abspath(path))}", _short(path))
     if isinstance(exc, (PermissionError, NotADirectoryError, IsADirectoryError)):
         return ImageUnreadable(type(exc).__name__, _short(path))
     if isinstance(exc, OSError):
@@ -337,10 +337,8 @@ def _load_errors(path: str, limit: int, source: str) -> Iterator[None]:
         yield
     except ImageLoadError:
         raise
-    except FileNotFoundError:
-        raise ImageMissing("file not found", path) from None
-    except (IsADirectoryError, PermissionError, NotADirectoryError) as exc:
-        raise ImageUnreadable(type(exc).__name__, path) from None
+    except (FileNotFoundError, IsADirectoryError, PermissionError, NotADirectoryError) as exc:
+        raise _path_error(exc, path) from None
     except Image.DecompressionBombError as exc:
         found = re.search(r"\((\d+) pixels\)", str(exc))
         pixels = int(found.group(1)) if found else 0

@@ -1,40 +1,32 @@
 """``paddlemix-iqa weights download NAME``: fetch an official model tarball, check it, unpack it into the cache.
 
 This is the only place the package touches the network, and only when a user
-runs it. The tarball must be a valid tar holding the inference files, with no
-member that escapes the target folder (absolute paths, ``..``, links, devices);
-its sha256 is checked when known. The model files land flat in
-``weights_home()/<name>/`` (or ``--home DIR/<name>/``), where the scorers look.
-
-    python -m paddlemix_iqa.models.download pulc_clarity [--url URL] [--home DIR] [--sha256 HEX]
+runs it. What to fetch comes from :mod:`.catalog`. The tarball must be a valid tar
+holding the inference files, with no member that escapes the target folder
+(absolute paths, ``..``, links, devices); its sha256 is checked when pinned (a
+mismatch keeps nothing). The model files land flat in ``weights_home()/<name>/``
+(or ``--weights-dir DIR/<name>/``), where the scorers look.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import logging
 import shutil
-import sys
 import tarfile
 import tempfile
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
+from .catalog import MODELS, Need
+from .inference import PARAMS_FILE, PROGRAM_FILES
 from .weights import weights_home
 
 log = logging.getLogger(__name__)
 
-_PULC = "https://paddleclas.bj.bcebos.com/models/PULC/inference/"
-#: name -> (official URL, sha256 or None when not pinned)
-MODELS: dict[str, tuple[str, str | None]] = {
-    "pulc_clarity": (_PULC + "clarity_assessment_infer.tar", None),
-    "pulc_code": (_PULC + "code_exists_infer.tar", None),
-}
-#: every PULC inference folder holds the parameters and a graph in one of two formats
-REQUIRED = ("inference.pdiparams",)
-GRAPHS = ("inference.pdmodel", "inference.json")
+#: a PaddleClas inference folder (what a tarball from --url for another name must hold)
+INFERENCE_FILES: tuple[Need, ...] = (PROGRAM_FILES, PARAMS_FILE)
 TIMEOUT = 60  # seconds without data before giving up
 
 
@@ -56,7 +48,7 @@ def _fetch(url: str, dest: Path) -> str:
     return digest.hexdigest()
 
 
-def _model_members(archive: tarfile.TarFile) -> dict[str, tarfile.TarInfo]:
+def _model_members(archive: tarfile.TarFile, required: Sequence[Need]) -> dict[str, tarfile.TarInfo]:
     """Validate every member and return the model files (base name -> member) of the one model folder."""
     files: dict[str, tarfile.TarInfo] = {}
     folders = set()
@@ -71,9 +63,11 @@ def _model_members(archive: tarfile.TarFile) -> dict[str, tarfile.TarInfo]:
                 raise DownloadError(f"tarball holds more than one {path.name}")
             files[path.name] = member
             folders.add(path.parent)
-    missing = [n for n in REQUIRED if n not in files]
-    if not any(g in files for g in GRAPHS):
-        missing.append(" or ".join(GRAPHS))
+    missing = [
+        need if isinstance(need, str) else " or ".join(need)
+        for need in required
+        if not any(n in files for n in ((need,) if isinstance(need, str) else need))
+    ]
     if missing:
         raise DownloadError(f"tarball lacks {', '.join(missing)}; is this a PaddleClas inference model?")
     if len(folders) > 1:
@@ -81,19 +75,26 @@ def _model_members(archive: tarfile.TarFile) -> dict[str, tarfile.TarInfo]:
     return files
 
 
-def download(
+def fetch_model(
     name: str, url: str | None = None, home: str | Path | None = None, sha256: str | None = None
-) -> Path:
-    """Fetch model ``name`` (or ``url``), check it and unpack it into ``<home>/<name>``; return that folder.
+) -> tuple[Path, str]:
+    """Fetch model ``name`` (or ``url``), check it, unpack it into ``<home>/<name>``; return that folder and
+    the tarball's sha256.
 
-    ``home`` defaults to :func:`weights_home`. An existing folder is replaced only
-    after the new files are fully unpacked and checked.
+    ``home`` defaults to :func:`weights_home`. ``sha256`` defaults to the catalogue's
+    pin. An existing folder is replaced only after the new files are fully unpacked
+    and checked.
     """
+    model = MODELS.get(name)
+    if model is not None and model.make != "download":
+        raise DownloadError(f"{name!r} cannot be downloaded ready to use: {model.how_to()}")
     if url is None:
-        if name not in MODELS:
-            raise DownloadError(f"unknown model {name!r}: known {', '.join(MODELS)}; pass url= for others")
-        url, known = MODELS[name]
-        sha256 = sha256 or known
+        if model is None:
+            known = [m.name for m in MODELS.values() if m.make == "download"]
+            raise DownloadError(f"unknown model {name!r}: known {', '.join(known)}; pass url= for others")
+        (source,) = model.sources
+        url, sha256 = source.url, sha256 or source.sha256
+    required = model.files if model is not None else INFERENCE_FILES
     target = Path(home).expanduser() / name if home else weights_home() / name
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{name}-", dir=target.parent) as tmp:
@@ -101,18 +102,20 @@ def download(
         log.info("downloading %s", url)
         actual = _fetch(url, tarball)
         if sha256 and actual.lower() != sha256.lower():
-            raise DownloadError(f"sha256 mismatch for {url}: expected {sha256}, got {actual}")
+            raise DownloadError(
+                f"sha256 mismatch for {url}: expected {sha256}, got {actual}; nothing was kept"
+            )
         try:
             with tarfile.open(tarball) as archive:
-                members = _model_members(archive)
+                members = _model_members(archive, required)
                 staging = Path(tmp) / name
                 staging.mkdir()
                 for base, member in members.items():
-                    source = archive.extractfile(member)
-                    if source is None:
+                    source_file = archive.extractfile(member)
+                    if source_file is None:
                         raise DownloadError(f"cannot read {member.name} from the tarball")
-                    with source, (staging / base).open("wb") as out:
-                        shutil.copyfileobj(source, out)
+                    with source_file, (staging / base).open("wb") as out:
+                        shutil.copyfileobj(source_file, out)
         except tarfile.TarError as exc:
             raise DownloadError(f"{url} is not a valid tar file: {exc}") from exc
         if target.exists():
@@ -120,26 +123,11 @@ def download(
             target.rename(old)
         staging.rename(target)
     log.info("unpacked %s (sha256 %s) into %s", url, actual, target)
-    return target
+    return target, actual
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The ``weights download`` arguments, for the ``paddlemix-iqa`` command to reuse."""
-    parser.add_argument("name", help=f"model to fetch: {', '.join(MODELS)} (any name with --url)")
-    parser.add_argument("--url", help="download from this URL instead of the official one")
-    parser.add_argument(
-        "--home", help="weights folder (default: $PADDLEMIX_IQA_HOME or ~/.cache/paddlemix_iqa)"
-    )
-    parser.add_argument("--sha256", help="expected sha256 of the tarball")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m paddlemix_iqa.models.download NAME ...``: the same as ``paddlemix-iqa weights download``."""
-    from ..cli import main as cli_main
-
-    return cli_main(["weights", "download", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def download(
+    name: str, url: str | None = None, home: str | Path | None = None, sha256: str | None = None
+) -> Path:
+    """:func:`fetch_model`'s folder."""
+    return fetch_model(name, url=url, home=home, sha256=sha256)[0]

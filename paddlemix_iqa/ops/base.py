@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..io import DecodedImage, ImageLoadError, decode_or_error, resolve_path
+from ..registry import derived_name
 
 TAG_PREFIX = "__tag_"
 ERROR_KEY = "__iqa_error"  # why an image of the item could not be read
@@ -63,6 +64,11 @@ class ImageOp:
     needs_pixels: bool = True
     #: True when a neural network scores (pipelines then batch it in the main process)
     neural: bool = False
+    #: the default ``name`` (how rejections are labelled); set by ``@register_op(..., metric=...)``
+    op_name: str | None = None
+    #: the thresholds on the normalised quality (0..1, higher is better); all others are on the
+    #: native value. Reports draw each on its own scale.
+    quality_thresholds: frozenset[str] = frozenset()
 
     def __init__(
         self,
@@ -80,7 +86,7 @@ class ImageOp:
         self.allow_outside_root = allow_outside_root  # else a path resolving outside ``root`` is refused
         self.mode = mode
         self.keep_all = keep_all
-        self.name = name or f"{self.metric}_filter"
+        self.name = name or self.op_name or derived_name(self.metric)
 
     # --- what subclasses provide -------------------------------------------------------
     @property
@@ -203,6 +209,11 @@ class ImageOp:
 
     def params(self) -> dict[str, Any]:
         return {"key": self.image_key, "root": self.root, "mode": self.mode}
+
+    def thresholds(self) -> dict[str, float | None]:
+        """The bounds this op rejects by, named as its parameters (None: open), for reports to draw;
+        each is on the quality scale when named in ``quality_thresholds``, else on the native value."""
+        return {}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params().items() if v is not None)

@@ -5,7 +5,9 @@ drops only when codes cover more than 20% of the image (a poster of a QR code,
 a product label). ``kinds`` limits the judgement to families (``qr``,
 ``datamatrix``, ``1d``, ``aztec``, ``pdf417``). Besides the host's tag
 (``__tag_codes``: quality ``1 - coverage``; ``__tag_codes_raw``: coverage) the
-op stores ``__tag_codes_count`` and ``__tag_codes_kinds``.
+op stores ``__tag_codes_count`` and ``__tag_codes_kinds``. Every parameter of the
+``codes`` scorer (``working_size``, ``full_size``, ``screen``, ``rectify``,
+``use_opencv``) is a parameter of the op too.
 """
 
 from __future__ import annotations
@@ -15,11 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..io import DecodedImage
-from ..scorers import get_scorer
-from ..scorers.codes import CodeScorer, coverage, family
-from .base import ImageOp, Judgement, _fmt, check_range
-
-_FAMILIES = {"qr", "datamatrix", "1d", "aztec", "pdf417", "maxicode"}
+from ..registry import register_op
+from ..scorers.codes import FAMILIES, coverage, family
+from .base import Judgement, _fmt, check_range
+from .metric import ScorerOp
 
 
 @dataclass
@@ -28,43 +29,24 @@ class CodeJudgement(Judgement):
     kinds: list[str] = field(default_factory=list)
 
 
-class CodeFilter(ImageOp):
+@register_op("code_filter", metric="codes")
+class CodeFilter(ScorerOp):
     """Drop on any decoded code (default) or when codes cover more than ``max_coverage`` of the image."""
 
-    metric = "codes"
-
-    def __init__(
-        self,
-        max_coverage: float | None = None,
-        kinds: Sequence[str] | None = None,
-        working_size: int = 1024,
-        full_size: int | None = 2048,
-        **kwargs: Any,
-    ):
+    def __init__(self, max_coverage: float | None = None, kinds: Sequence[str] | None = None, **kwargs: Any):
         check_range(None, max_coverage, "coverage", (0.0, 1.0))
         if kinds is not None and (
             isinstance(kinds, str)
             or not isinstance(kinds, Sequence)
             or not all(isinstance(k, str) for k in kinds)
         ):
-            raise ValueError(f"kinds must be a list of code families {sorted(_FAMILIES)}, not {kinds!r}")
-        unknown = set(kinds or ()) - _FAMILIES
+            raise ValueError(f"kinds must be a list of code families {sorted(FAMILIES)}, not {kinds!r}")
+        unknown = set(kinds or ()) - FAMILIES
         if unknown:
-            raise ValueError(f"unknown code kinds {sorted(unknown)}; known: {sorted(_FAMILIES)}")
-        kwargs.setdefault("name", "code_filter")
-        super().__init__(**kwargs)
+            raise ValueError(f"unknown code kinds {sorted(unknown)}; known: {sorted(FAMILIES)}")
         self.max_coverage = max_coverage
         self.kinds = list(kinds) if kinds else None
-        self.scorer_params = {"working_size": working_size, "full_size": full_size}
-        self.scorer.check_weights()  # builds the scorer now: bad sizes fail here, not on the first image
-
-    @property
-    def scorer(self) -> CodeScorer:
-        return get_scorer("codes", **self.scorer_params)
-
-    @property
-    def decode_side(self) -> int | None:
-        return self.scorer.decode_side
+        super().__init__(**kwargs)  # builds the scorer now: bad sizes fail here, not on the first image
 
     def judge(self, images: Sequence[DecodedImage]) -> list[Judgement]:
         verdicts = []
@@ -83,17 +65,16 @@ class CodeFilter(ImageOp):
         return verdicts
 
     def _decide(self, item, verdicts):
-        judged = [v for v in verdicts if isinstance(v, CodeJudgement)]
-        if judged:
+        if any(isinstance(v, CodeJudgement) for v in verdicts):  # per image, aligned with the tag (None: unread)
+            counts = [v.count if isinstance(v, CodeJudgement) else None for v in verdicts]
+            kinds = [v.kinds if isinstance(v, CodeJudgement) else None for v in verdicts]
             one = len(verdicts) == 1
-            item[self.key() + "_count"] = judged[0].count if one else [v.count for v in judged]
-            item[self.key() + "_kinds"] = judged[0].kinds if one else [v.kinds for v in judged]
+            item[self.key() + "_count"] = counts[0] if one else counts
+            item[self.key() + "_kinds"] = kinds[0] if one else kinds
         return super()._decide(item, verdicts)
 
+    def thresholds(self) -> dict[str, float | None]:
+        return {"max_coverage": self.max_coverage}  # on the native coverage
+
     def params(self) -> dict[str, Any]:
-        return {
-            "max_coverage": self.max_coverage,
-            "kinds": self.kinds,
-            **self.scorer_params,
-            **super().params(),
-        }
+        return {**self.thresholds(), "kinds": self.kinds, **super().params()}

@@ -11,9 +11,11 @@ import re
 from collections.abc import Sequence
 
 from ..io import DecodedImage
+from ..registry import register_op
 from .base import ImageOp, Judgement, check_range, range_reason
 
 
+@register_op("decodable_filter")
 class DecodableFilter(ImageOp):
     """Drop items whose image cannot be fully decoded (truncated, corrupt, not an image, too large)."""
 
@@ -28,6 +30,7 @@ class DecodableFilter(ImageOp):
         return [Judgement(value=1.0) for _ in images]
 
 
+@register_op("resolution_filter")
 class ResolutionFilter(ImageOp):
     """Keep images whose width and height are within bounds (pixels, after EXIF orientation)."""
 
@@ -58,16 +61,19 @@ class ResolutionFilter(ImageOp):
             for img in images
         ]
 
-    def params(self):
+    def thresholds(self) -> dict[str, float | None]:
         return {
             "min_width": self.min_width,
             "max_width": self.max_width,
             "min_height": self.min_height,
             "max_height": self.max_height,
-            **super().params(),
         }
 
+    def params(self):
+        return {**self.thresholds(), **super().params()}
 
+
+@register_op("aspect_ratio_filter")
 class AspectRatioFilter(ImageOp):
     """Keep images whose width / height is within [min_ratio, max_ratio] (the host's image_ration_filter)."""
 
@@ -90,8 +96,11 @@ class AspectRatioFilter(ImageOp):
             )
         return verdicts
 
+    def thresholds(self) -> dict[str, float | None]:
+        return {"min_ratio": self.min_ratio, "max_ratio": self.max_ratio}
+
     def params(self):
-        return {"min_ratio": self.min_ratio, "max_ratio": self.max_ratio, **super().params()}
+        return {**self.thresholds(), **super().params()}
 
 
 _UNITS = {
@@ -118,6 +127,7 @@ def parse_size(size: int | float | str | None, name: str = "size") -> int | None
     return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
 
 
+@register_op("filesize_filter")
 class FileSizeFilter(ImageOp):
     """Keep images whose file size is within [min_size, max_size] (bytes, or strings like "20KB")."""
 
@@ -140,5 +150,8 @@ class FileSizeFilter(ImageOp):
             for img in images
         ]
 
+    def thresholds(self) -> dict[str, float | None]:
+        return {"min_size": self.min_size, "max_size": self.max_size}  # bytes
+
     def params(self):
-        return {"min_size": self.min_size, "max_size": self.max_size, **super().params()}
+        return {**self.thresholds(), **super().params()}

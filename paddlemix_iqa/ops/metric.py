@@ -9,31 +9,22 @@ from typing import Any
 import numpy as np
 
 from ..io import DecodedImage
+from ..registry import op_spec, register_op, tagger_name
 from ..scorers import Scorer, get_scorer
 from .base import ImageOp, Judgement, check_range, range_reason
 
 
-class MetricFilter(ImageOp):
-    """Score images with a registered scorer; keep items whose scores are in range.
+class ScorerOp(ImageOp):
+    """An op measured by the registered scorer ``metric``.
 
-    ``min_score``/``max_score`` bound the normalised quality in [0, 1] (higher is
-    better, the host's convention); ``min_value``/``max_value`` bound the native
-    score. Any bound left as None is open. Constructing the op builds the scorer and
-    checks that its weight files exist, but loads no model (that happens on first use).
-
-    An image the scorer refuses (:meth:`Scorer.check_image`: ``too_small``,
-    ``flat_image``) is rejected with that reason and not scored; a score that still
-    comes back NaN or infinite is rejected as ``<metric>: not_finite`` with no value,
-    so no NaN reaches a threshold (NaN compares false: it would pass) or an output.
+    Keyword parameters beyond the op's own are the scorer's, passed through untouched,
+    so an op never copies (or lags behind) its scorer's parameters. Building the op
+    builds the scorer and checks that its weight files exist, but loads no model
+    (that happens on first use).
     """
 
     def __init__(
         self,
-        metric: str,
-        min_score: float | None = None,
-        max_score: float | None = None,
-        min_value: float | None = None,
-        max_value: float | None = None,
         *,
         key: str = "image",
         root=None,
@@ -43,14 +34,9 @@ class MetricFilter(ImageOp):
         allow_outside_root: bool = False,
         **scorer_params: Any,
     ):
-        check_range(min_score, max_score, "score", (0.0, 1.0))
-        check_range(min_value, max_value, "value")
-        self.metric = metric
         super().__init__(
             key=key, root=root, mode=mode, keep_all=keep_all, name=name, allow_outside_root=allow_outside_root
         )
-        self.min_score, self.max_score = min_score, max_score
-        self.min_value, self.max_value = min_value, max_value
         self.scorer_params = scorer_params
         self.scorer.check_weights()  # bad scorer parameters or missing weights fail here, not per item
 
@@ -65,6 +51,42 @@ class MetricFilter(ImageOp):
     @property
     def neural(self) -> bool:
         return self.scorer.neural
+
+    def params(self) -> dict[str, Any]:
+        return {**super().params(), **self.scorer_params}
+
+
+@register_op("iqa_filter")
+class MetricFilter(ScorerOp):
+    """Score images with a registered scorer; keep items whose scores are in range.
+
+    ``min_score``/``max_score`` bound the normalised quality in [0, 1] (higher is
+    better, the host's convention); ``min_value``/``max_value`` bound the native
+    score. Any bound left as None is open. Other keyword parameters are the scorer's.
+
+    An image the scorer refuses (:meth:`Scorer.check_image`: ``too_small``,
+    ``flat_image``) is rejected with that reason and not scored; a score that still
+    comes back NaN or infinite is rejected as ``<metric>: not_finite`` with no value,
+    so no NaN reaches a threshold (NaN compares false: it would pass) or an output.
+    """
+
+    quality_thresholds = frozenset({"min_score", "max_score"})
+
+    def __init__(
+        self,
+        metric: str,
+        min_score: float | None = None,
+        max_score: float | None = None,
+        min_value: float | None = None,
+        max_value: float | None = None,
+        **kwargs: Any,
+    ):
+        check_range(min_score, max_score, "score", (0.0, 1.0))
+        check_range(min_value, max_value, "value")
+        self.metric = metric
+        self.min_score, self.max_score = min_score, max_score
+        self.min_value, self.max_value = min_value, max_value
+        super().__init__(**kwargs)
 
     def judge(self, images: Sequence[DecodedImage]) -> list[Judgement]:
         scorer = self.scorer
@@ -87,16 +109,16 @@ class MetricFilter(ImageOp):
             reason = range_reason(f"{self.metric}", value, self.min_value, self.max_value)
         return Judgement(value=value, quality=quality, reason=reason)
 
-    def params(self) -> dict[str, Any]:
+    def thresholds(self) -> dict[str, float | None]:
         return {
-            "metric": self.metric,
             "min_score": self.min_score,
             "max_score": self.max_score,
             "min_value": self.min_value,
             "max_value": self.max_value,
-            **super().params(),
-            **self.scorer_params,
         }
+
+    def params(self) -> dict[str, Any]:
+        return {"metric": self.metric, **self.thresholds(), **super().params()}
 
 
 def iqa_filter(
@@ -110,6 +132,7 @@ def iqa_filter(
     return MetricFilter(metric, min_score=min_score, max_score=max_score, key=key, **params)
 
 
-def iqa_tagger(metric: str, key: str = "image", **params: Any) -> MetricFilter:
-    """Tagger for ``metric``: stores ``item["__tag_<metric>"]`` and always returns the item."""
-    return MetricFilter(metric, key=key, keep_all=True, name=f"{metric}_tagger", **params)
+def iqa_tagger(metric: str, key: str = "image", **params: Any) -> ScorerOp:
+    """Tagger for ``metric`` (its ``<metric>_tagger`` op): stores ``item["__tag_<metric>"]`` and
+    always returns the item."""
+    return op_spec(tagger_name(metric)).build(key=key, **params)

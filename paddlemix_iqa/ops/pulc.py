@@ -12,37 +12,21 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..io import DecodedImage
+from ..registry import register_op
 from .base import Judgement, _fmt, check_range
 from .metric import MetricFilter
 
 
 class PulcFilter(MetricFilter):
-    """Threshold on a PULC model's p1; tags quality ``1 - p`` and the raw p."""
+    """Threshold on a PULC model's p1; tags quality ``1 - p`` and the raw p. Other keyword
+    parameters are the scorer's (``model_dir``, ``threads``, ``batch_size``, ...)."""
 
-    scorer_name: str = ""
-    op_name: str = ""  # the registry name, used as the op's default name in reasons
     label: str = "p"
 
-    def __init__(
-        self,
-        threshold: float | None = 0.5,
-        model_dir=None,
-        threads: int = 2,
-        batch_size: int = 16,
-        use_mkldnn: bool = True,
-        **kwargs: Any,
-    ):
+    def __init__(self, threshold: float | None = 0.5, **kwargs: Any):
         check_range(threshold, None, "probability", (0.0, 1.0), ("threshold", "threshold"))
-        kwargs.setdefault("name", self.op_name)
-        super().__init__(
-            self.scorer_name,
-            model_dir=model_dir,
-            threads=threads,
-            batch_size=batch_size,
-            use_mkldnn=use_mkldnn,
-            **kwargs,
-        )
         self.threshold = threshold
+        super().__init__(self.metric, **kwargs)
 
     def judge(self, images: Sequence[DecodedImage]) -> list[Judgement]:
         verdicts = super().judge(images)
@@ -53,21 +37,19 @@ class PulcFilter(MetricFilter):
                 v.reason = f"{self.label} {_fmt(v.value)} >= {_fmt(self.threshold)}"
         return verdicts
 
-    def params(self) -> dict[str, Any]:
-        return {"threshold": self.threshold, **super().params()}
+    def thresholds(self) -> dict[str, float | None]:
+        return {"threshold": self.threshold, **super().thresholds()}
 
 
+@register_op("pulc_blur_filter", metric="pulc_clarity")
 class PulcBlurFilter(PulcFilter):
     """Drop blurred images: PULC ``clarity_assessment`` p(blurred) >= ``threshold``."""
 
-    scorer_name = "pulc_clarity"
-    op_name = "pulc_blur_filter"
     label = "p(blurred)"
 
 
+@register_op("pulc_code_filter", metric="pulc_code")
 class PulcCodeFilter(PulcFilter):
     """Drop images with a QR / bar / ad code: PULC ``code_exists`` p(code) >= ``threshold``."""
 
-    scorer_name = "pulc_code"
-    op_name = "pulc_code_filter"
     label = "p(code)"

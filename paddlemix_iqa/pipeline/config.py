@@ -43,7 +43,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from ..ops import ImageOp, MetricFilter, build_op, list_ops, op_class
+from ..models.weights import WeightsNotFound
+from ..ops import ImageOp, MetricFilter, ScorerOp, build_op, list_ops
+from ..ops.host import HostOp
+from ..registry import op_spec
 from ..scorers import scorer_class
 
 #: a config larger than this is not a pipeline config (and is not read whole into memory)
@@ -54,6 +57,14 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
 
 class ConfigError(ValueError):
     """A pipeline config that cannot run; the message names the key and line."""
+
+
+class MissingWeights(ConfigError):
+    """The config is valid but a model it uses is not installed (the CLI's exit code 3, not 2)."""
+
+
+class _WeightsError(str):
+    """An error line that is a missing model, not a config mistake."""
 
 
 class Settings(BaseModel):
@@ -103,8 +114,6 @@ class PipelineConfig(BaseModel):
 
     def build_ops(self) -> list[ImageOp]:
         """Fresh op instances for the chain (image root filled in); never loads a model."""
-        from .runner import HostOp
-
         ops = []
         for step in self.steps:
             if step.host:
@@ -248,8 +257,9 @@ def _accepted(func: Any, skip: int = 1) -> tuple[list[str], bool]:
 
 def _signatures(name: str, params: dict[str, Any] | None = None) -> list[Any]:
     """The ``__init__`` methods that take op ``name``'s parameters, most derived first: the op
-    class's and the bases' it forwards ``**kwargs`` to, and for a metric op its scorer's."""
-    cls = op_class(name)
+    class's and the bases' it forwards ``**kwargs`` to, and for a scorer's op the scorer's."""
+    spec = op_spec(name)
+    cls = spec.cls
     inits = []
     for klass in cls.__mro__:
         if "__init__" not in vars(klass) or klass is object:
@@ -257,10 +267,8 @@ def _signatures(name: str, params: dict[str, Any] | None = None) -> list[Any]:
         inits.append(klass.__init__)
         if not _accepted(klass.__init__)[1] or klass is ImageOp:
             break
-    if issubclass(cls, MetricFilter):
-        metric = getattr(cls, "scorer_name", "") or (
-            (params or {}).get("metric") if name == "iqa_filter" else name[: -len("_filter")]
-        )
+    if issubclass(cls, ScorerOp):
+        metric = spec.metric or (params or {}).get("metric")  # the name's scorer, or iqa_filter's metric:
         if metric:
             inits.append(scorer_class(metric).__init__)
     return inits
@@ -272,8 +280,39 @@ def op_parameters(name: str, params: dict[str, Any] | None = None) -> list[str]:
     names: list[str] = []
     for init in _signatures(name, params):
         names += _accepted(init)[0]
-    fixed = {"allow_outside_root"} | ({"metric"} if name != "iqa_filter" else set())
+    fixed = {"allow_outside_root"} | op_spec(name).fixed  # and what the op's name fixes (metric, keep_all)
     return [n for n in dict.fromkeys(names) if n not in fixed]
+
+
+#: what the threshold parameters every op shares mean, for ``paddlemix-iqa ops NAME``
+_MEANINGS = {
+    "min_score": "quality in [0, 1], higher is better; keep at or above",
+    "max_score": "quality in [0, 1]; keep at or below",
+    "min_value": "the scorer's native value; keep at or above",
+    "max_value": "the scorer's native value; keep at or below",
+    "threshold": "probability in [0, 1]; drop at or above",
+    "keep_all": "true: tag only, never drop",
+    "mode": "'any' or 'all' images of a multi-image record must pass",
+    "name": "label of this step's rejections and overrides (letters, digits, _ or -)",
+    "key": "the record field holding the image(s)",
+    "root": "set by the pipeline's image_root",
+}
+
+
+def op_help(name: str) -> tuple[str, list[tuple[str, str, str, str]]]:
+    """The op's one-line description and, per config parameter, (name, type, default, meaning)."""
+    spec = op_spec(name)
+    described = scorer_class(spec.metric) if spec.metric and spec.cls is MetricFilter else spec.cls
+    doc = (inspect.getdoc(described) or "").split("\n\n")[0].replace("\n", " ")
+    allowed = set(op_parameters(name))
+    rows: dict[str, tuple[str, str, str, str]] = {}
+    for init in _signatures(name):
+        for pname, p in inspect.signature(init).parameters.items():
+            if pname in allowed and pname not in rows:
+                kind = p.annotation if isinstance(p.annotation, str) else ""
+                default = "required" if p.default is inspect.Parameter.empty else repr(p.default)
+                rows[pname] = (pname, kind or "-", default, _MEANINGS.get(pname, ""))
+    return doc, list(rows.values())
 
 
 @functools.lru_cache(maxsize=256)
@@ -418,6 +457,9 @@ def _check_step(raw: Any, index: int, lines: dict, source: str | None, errors: l
             return None
         try:  # constructing checks values (thresholds, modes, sizes) and builds the scorer; it loads no model
             label = build_op(name, **params).name
+        except WeightsNotFound as exc:
+            errors.append(_WeightsError(f"{where}: op {name!r}: {exc}"))
+            return None
         except Exception as exc:  # noqa: BLE001 - whatever a bad value raises, it is a config error
             errors.append(f"{where}: op {name!r}: {_blame(exc, params)}")
             return None
@@ -528,9 +570,34 @@ def _read(path: Path) -> str:
         ) from None
 
 
+#: the configs that ship inside the package (``paddlemix-iqa run default`` works from any folder)
+BUNDLED = Path(__file__).resolve().parents[1] / "configs"
+
+
+def bundled_configs() -> dict[str, Path]:
+    """Name -> file of every config shipped with the package."""
+    return {p.stem: p for p in sorted(BUNDLED.glob("*.yaml"))}
+
+
+def find_config(name_or_path: str | os.PathLike) -> Path:
+    """A config file: an existing path, else the bundled config of that name (``default``, ``pulc``)."""
+    path = Path(name_or_path)
+    if path.exists():
+        return path
+    bundled = bundled_configs()
+    key = path.name.removesuffix(".yaml").removesuffix(".yml")
+    if path.parent == Path(".") and key in bundled:
+        return bundled[key]
+    raise ConfigError(
+        f"no config file {str(path)!r} and no bundled config of that name{_suggest(key, list(bundled))}; "
+        f"bundled: {', '.join(bundled)} (paddlemix-iqa configs)"
+    )
+
+
 def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> PipelineConfig:
-    """Read and validate a YAML pipeline; relative paths in it are relative to the current directory."""
-    path = Path(path)
+    """Read and validate a YAML pipeline (a path, or a bundled config's name); relative paths in it
+    are relative to the current directory."""
+    path = find_config(path)
     source = path.name
     data, lines = _parse(_read(path), source)
     if not isinstance(data, dict):
@@ -570,7 +637,8 @@ def validate(
     if pixels:
         errors.append(pixels)
     if errors:
-        raise ConfigError("\n".join(errors))
+        weights_only = all(isinstance(e, _WeightsError) for e in errors)
+        raise (MissingWeights if weights_only else ConfigError)("\n".join(errors))
     input_path = Path(settings.input).expanduser()
     return PipelineConfig(
         input=input_path,

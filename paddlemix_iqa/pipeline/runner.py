@@ -27,6 +27,7 @@ from typing import Any
 
 from ..io import DecodedImage, ImageLoadError, decode_or_error, resolve_path
 from ..ops.base import ERROR_KEY, REJECT_KEY, TAG_PREFIX, ImageOp, image_refs
+from ..ops.host import HostOp
 from .config import ConfigError, PipelineConfig
 from .outputs import (
     OWNED,
@@ -46,107 +47,17 @@ log = logging.getLogger(__name__)
 Entry = tuple[int, Any]  # (input index, record)
 
 
-# --- PaddleMIX DataCopilot ops in the chain ------------------------------------------------
-class HostOp:
-    """A PaddleMIX DataCopilot dataset-level op (``dataset.<name>(**params)``) run on each batch.
-
-    The host opens ``item["image"]`` relative to the current directory, so it gets
-    shallow copies whose image paths are resolved against the dataset root; what
-    it returns is mapped back to the original records (a filter keeps a subset of
-    the same objects; a map returns one result per record, falsy = dropped).
-    """
-
-    needs_pixels = False
-    neural = False
-    decode_side = None
-    image_key = "image"
-
-    def __init__(self, name: str, params: dict[str, Any], root: str | None = None):
-        self.name = self.metric = name
-        self.params = dict(params)
-        self.root = root
-
-    def key(self) -> str:
-        return TAG_PREFIX + self.metric
-
-    def _resolved(self, item: dict) -> dict:
-        copy = dict(item)
-        for field in ("image", "images"):
-            value = item.get(field)
-            try:
-                if isinstance(value, str):
-                    copy[field] = resolve_path(value, self.root)
-                elif isinstance(value, list):
-                    copy[field] = [resolve_path(v, self.root) if isinstance(v, str) else v for v in value]
-            except ImageLoadError:
-                pass
-        return copy
-
-    def _run(self, items: Sequence[dict]) -> list[dict | None]:
-        from paddlemix.datacopilot.core import MMDataset
-
-        copies = [self._resolved(item) for item in items]
-        out = getattr(MMDataset(copies), self.name)(**self.params)
-        returned = list(getattr(out, "items", out))
-        reason = (
-            f"{self.name}: dropped by PaddleMIX op ({', '.join(f'{k}={v}' for k, v in self.params.items())})"
-        )
-        if len(returned) == len(copies):  # a map (or a filter that kept everything)
-            results = []
-            for item, copy, new in zip(items, copies, returned, strict=True):
-                if not new:
-                    item[REJECT_KEY] = reason
-                    results.append(None)
-                elif new is copy:
-                    results.append(item)
-                else:
-                    for field in ("image", "images"):
-                        if field in item and new.get(field) == copy.get(field):
-                            new[field] = item[field]
-                    results.append(new)
-            return results
-        kept = {id(x) for x in returned}
-        if not kept <= {id(c) for c in copies}:
-            raise RuntimeError(
-                f"PaddleMIX op {self.name!r} returned records that cannot be traced to its input"
-            )
-        for item, copy in zip(items, copies, strict=True):
-            if id(copy) not in kept:
-                item[REJECT_KEY] = reason
-        return [item if id(copy) in kept else None for item, copy in zip(items, copies, strict=True)]
-
-    def process(self, items: Sequence[dict], loaded=None, workers: int = 1) -> list[dict | None]:
-        """Never raises: a batch that fails is retried record by record; a failing record is dropped."""
-        try:
-            return self._run(items)
-        except Exception:  # noqa: BLE001 - the host raises on bad data; one record must not end the run
-            if len(items) > 1:
-                return [r for item in items for r in self.process([item])]
-        item = items[0]
-        try:
-            return self._run([item])
-        except Exception as exc:  # noqa: BLE001
-            item[REJECT_KEY] = f"{self.name}: host_error: {type(exc).__name__}: {exc}"
-            return [None]
-
-    def __repr__(self) -> str:
-        return f"HostOp({self.name!r}, {self.params!r})"
-
-
-def is_neural(op: Any) -> bool:
-    """Ops whose scorer is a network run batched in the main process (see the module docstring)."""
-    return op.neural
-
-
 def op_thresholds(op: Any) -> dict[str, Any]:
-    """The op's thresholds, for the report's histogram lines: quality (min/max_score) or native scale."""
-    params = op.params() if callable(getattr(op, "params", None)) else dict(getattr(op, "params", {}))
-    lines = []
-    for k, v in params.items():
-        numeric = isinstance(v, (int, float)) and not isinstance(v, bool)
-        if numeric and (k.startswith(("min_", "max_")) or k == "threshold"):
-            scale = "quality" if k in ("min_score", "max_score") else "value"
-            lines.append({"label": f"{k}={v:g}", "x": float(v), "scale": scale})
+    """The report's histogram lines for an op, from its own ``thresholds()`` (a tagger, which
+    rejects nothing, and a host op, which says nothing, draw none)."""
+    says = getattr(op, "thresholds", None)
+    bounds = {} if getattr(op, "keep_all", False) or not callable(says) else says()
+    quality = getattr(op, "quality_thresholds", frozenset())
+    lines = [
+        {"label": f"{k}={v:g}", "x": float(v), "scale": "quality" if k in quality else "value"}
+        for k, v in bounds.items()
+        if v is not None
+    ]
     return {"op": op.name, "metric": op.metric, "lines": lines}
 
 
@@ -170,7 +81,7 @@ class Chain:
         self.root = os.fspath(root)
         self.allow_outside_root = allow_outside_root
         self.pixel_budget = pixel_budget
-        split = next((i for i, op in enumerate(self.ops) if is_neural(op)), len(self.ops))
+        split = next((i for i, op in enumerate(self.ops) if op.neural), len(self.ops))
         self.head, self.tail = self.ops[:split], self.ops[split:]
         pixel_ops = [op for op in self.ops if op.needs_pixels]
         self.needs_pixels = bool(pixel_ops)
@@ -536,6 +447,8 @@ def _drive(config: PipelineConfig, chain: Chain, store: RunStore, resumed: int, 
         unsaved.clear()
         last_commit = time.perf_counter()
 
+    unread = _Unread()
+
     def finish(future: Future) -> None:
         nonlocal records, images
         finished, alive, loaded = future.result()
@@ -547,6 +460,7 @@ def _drive(config: PipelineConfig, chain: Chain, store: RunStore, resumed: int, 
             save()
         records += len(finished)
         images += sum(len(r.rows) for r in finished)
+        unread.count(finished, images)
         bar.update(len(finished))
         bar.set_postfix_str(f"{images / max(time.perf_counter() - start, 1e-9):.1f} img/s", refresh=False)
 
@@ -571,16 +485,42 @@ def _drive(config: PipelineConfig, chain: Chain, store: RunStore, resumed: int, 
     return {
         "processed": records,
         "images": images,
+        "images_unreadable": unread.n,
+        "unreadable_example": unread.example,
         "seconds": round(elapsed, 3),
         "images_per_second": round(images / elapsed, 2) if elapsed > 0 else None,
     }
 
 
-def resolve_output(path: str | os.PathLike) -> Path:
-    """A run directory, or the config whose default run directory it is (for ``report``)."""
-    path = Path(path)
-    if path.is_file() and path.suffix in (".yaml", ".yml"):
-        from .config import load_config
+class _Unread:
+    """Images no op could read; warns once when most of the first ones are missing (a wrong image_root)."""
 
-        return load_config(path).output_dir
-    return path
+    FIRST = 32  # images looked at before judging
+
+    def __init__(self):
+        self.n, self.missing, self.example, self.warned = 0, 0, None, False
+
+    def count(self, results: Sequence[RecordResult], seen: int) -> None:
+        for row in (row for r in results for row in r.rows):
+            if not any(v is not None for k, v in row.items() if k not in ("index", "id", "image", "error")):
+                self.n += 1
+                error = str(row.get("error") or "")
+                self.example = self.example or error or row.get("image")
+                self.missing += "missing" in error
+        if not self.warned and seen >= self.FIRST:
+            self.warned = True
+            if self.missing > seen // 2:
+                log.warning(
+                    "%d of the first %d images are missing (%s): is image_root right?",
+                    self.missing, seen, self.example,
+                )  # fmt: skip
+
+
+def resolve_output(path: str | os.PathLike) -> Path:
+    """A run directory, or the config (a file or a bundled name) whose default run directory it is."""
+    path = Path(path)
+    if path.is_dir():
+        return path
+    from .config import load_config
+
+    return load_config(path).output_dir

@@ -26,36 +26,22 @@ import numpy as np
 
 from ..models.arniqa_protocol import (
     DATASETS,
-    ENCODER_FILE,
-    META_FILE,
     center_corner_crops,
     half_scale,
-    regressor_file,
     scale_score,
     to_input,
 )
 from ..models.weights import locate_weights
+from ..registry import register_scorer
 from .base import Scorer, check_int
 
 log = logging.getLogger(__name__)
 
-RELEASE = "https://github.com/miccunifi/ARNIQA/releases/tag/weights"
 
-
-def how_to(dataset: str) -> str:
-    """The exact commands that produce the converted weights."""
-    return (
-        f"download ARNIQA.pth and regressor_{dataset}.pth from {RELEASE} (e.g. into ./arniqa_torch/), then run: "
-        f'pip install -e ".[convert]" && python tools/convert_arniqa.py '
-        f"--encoder ./arniqa_torch/ARNIQA.pth --regressor ./arniqa_torch/regressor_{dataset}.pth "
-        f"--out <weights home>/arniqa  (weights home: $PADDLEMIX_IQA_HOME, default ~/.cache/paddlemix_iqa)"
-    )
-
-
+@register_scorer("arniqa")
 class ArniqaScorer(Scorer):
     """ARNIQA quality; native score in the regressor dataset's range, normalised to [0, 1]."""
 
-    name = "arniqa"
     neural = True
     color = "rgb"
     #: the default regressor's (kadid10k, MOS); an instance takes its own dataset's range
@@ -108,13 +94,8 @@ class ArniqaScorer(Scorer):
         self.weights_dir()
 
     def weights_dir(self) -> Path:
-
-        return locate_weights(
-            "arniqa",
-            required=[ENCODER_FILE, META_FILE, regressor_file(self.dataset)],
-            path=self.weights,
-            how_to=how_to(self.dataset),
-        )
+        """The artifact folder; the files and the message come from the weights catalogue."""
+        return locate_weights("arniqa", path=self.weights, variant=self.dataset)
 
     def _load(self) -> _Runtime:
         runtime = self._runtime

@@ -29,8 +29,11 @@ class UnscorableImage(ValueError):
 class Scorer(ABC):
     """Base class of all scorers. Subclasses set the class attributes and ``score_batch``."""
 
-    #: registry name, e.g. ``"laplacian"``
+    #: registry name, e.g. ``"laplacian"``; set by ``@register_scorer("laplacian")``
     name: ClassVar[str]
+    #: what the score responds to: "sharpness" scorers must rank a sharp image above its blurred
+    #: copy (a contract test holds them to it); "quality" (overall) and "content" (codes) need not
+    measures: ClassVar[str] = "quality"
     #: True when a larger native score means a better image
     higher_is_better: ClassVar[bool] = True
     #: the native score's usual range (``math.inf`` for unbounded)

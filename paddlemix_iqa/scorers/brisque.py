@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 from scipy.special import gamma as gamma_fn
 
+from ..registry import register_scorer
 from .base import Scorer, _like, check_int, is_flat, resize_long_side, too_small
 
 #: the official model, shipped as package data with its notice
@@ -303,10 +304,10 @@ def central_crop(image: np.ndarray, max_pixels: int) -> np.ndarray:
     return image[top : top + ch, left : left + cw]
 
 
+@register_scorer("brisque")
 class BrisqueScorer(Scorer):
     """BRISQUE with the official LIVE model (or a model from ``tools/train_brisque.py``)."""
 
-    name = "brisque"
     higher_is_better = False
     native_range = (0.0, 100.0)
     color = "gray"

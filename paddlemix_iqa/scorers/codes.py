@@ -34,6 +34,7 @@ import cv2
 import numpy as np
 import zxingcpp
 
+from ..registry import register_scorer
 from .base import Scorer, check_bool, check_int, resize_long_side, to_gray
 
 #: OpenCV's type names -> zxing-cpp's format names, so kinds read the same whichever decoder found a code
@@ -56,6 +57,8 @@ _FAMILIES = {
     "PDF417": "pdf417",
     "MaxiCode": "maxicode",
 }
+#: every family name ``family`` returns (what ``code_filter(kinds=...)`` accepts)
+FAMILIES = frozenset(_FAMILIES.values()) | {"1d"}
 
 
 def family(kind: str) -> str:
@@ -115,13 +118,14 @@ def _inflate(polygon: np.ndarray, min_side: float = 2.0) -> np.ndarray:
     return cv2.boxPoints(((cx, cy), (max(w, min_side), max(h, min_side)), angle))
 
 
+@register_scorer("codes")
 class CodeScorer(Scorer):
     """Fraction of the image covered by decoded QR / DataMatrix / bar codes (0 when none); lower is better."""
 
-    name = "codes"
     higher_is_better = False
     native_range = (0.0, 1.0)
     color = "gray"
+    measures = "content"
 
     def __init__(
         self,

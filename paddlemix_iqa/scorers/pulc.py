@@ -23,14 +23,13 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from ..models.inference import PARAMS_FILE, PROGRAM_FILES, InferenceRunner
+from ..models.inference import InferenceRunner
 from ..models.weights import locate_weights
+from ..registry import register_scorer
 from .base import Scorer, check_bool, check_int
 
 log = logging.getLogger(__name__)
 
-#: the files of an inference directory: a graph in either format, and the parameters
-REQUIRED = [PROGRAM_FILES, PARAMS_FILE]
 #: PaddleClas deploy NormalizeImage constants (scale is the literal 0.00392157, not 1/255)
 SCALE = np.float32(0.00392157)
 MEAN = np.array([0.485, 0.456, 0.406], np.float32).reshape(1, 1, 3)
@@ -73,8 +72,6 @@ class PulcScorer(Scorer):
     higher_is_better = False
     native_range = (0.0, 1.0)
     neural = True
-    #: the official tarball's name in PaddleClas's model store
-    archive: str = ""
 
     def __init__(
         self,
@@ -90,16 +87,9 @@ class PulcScorer(Scorer):
         decode_side = check_int("decode_side", decode_side, CROP, 16384, optional=True)
         if model_dir is not None and not isinstance(model_dir, (str, os.PathLike)):
             raise ValueError(f"model_dir must be a folder path, not {model_dir!r}")
-        # locate now (a file check) so a missing model fails when the op is built, not per item
-        self.model_dir = locate_weights(
-            self.name,
-            REQUIRED,
-            path=model_dir,
-            how_to=(
-                f"run `paddlemix-iqa weights download {self.name}` (fetches PaddleClas's {self.archive}), "
-                f"or unpack that tarball yourself and pass model_dir=<its folder>."
-            ),
-        )
+        # locate now (a file check) so a missing model fails when the op is built, not per item;
+        # the files and the message come from the weights catalogue
+        self.model_dir = locate_weights(self.name, path=model_dir)
         self.threads, self.batch_size, self.use_mkldnn = int(threads), int(batch_size), bool(use_mkldnn)
         self._decode_side = decode_side
         self._runtime: InferenceRunner | None = None
@@ -151,15 +141,15 @@ class PulcScorer(Scorer):
         return f"{type(self).__name__}(model_dir={str(self.model_dir)!r})"
 
 
+@register_scorer("pulc_clarity")
 class PulcClarityScorer(PulcScorer):
     """PULC ``clarity_assessment``: p(blurred)."""
 
-    name = "pulc_clarity"
-    archive = "clarity_assessment_infer.tar"
+    measures = "sharpness"
 
 
+@register_scorer("pulc_code")
 class PulcCodeScorer(PulcScorer):
     """PULC ``code_exists``: p(the image contains a QR code, bar code or ad code)."""
 
-    name = "pulc_code"
-    archive = "code_exists_infer.tar"
+    measures = "content"

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from ..registry import register_scorer
 from .base import Scorer, check_float, check_int, resize_long_side, saturating, to_gray, too_small
 
 
@@ -27,6 +28,7 @@ class SharpnessScorer(Scorer):
     """Shared machinery: gray at a fixed working size, optional tiling, saturating normalisation."""
 
     color = "gray"
+    measures = "sharpness"
     #: native value mapped to quality 0.5; a starting threshold measured on real photos (README)
     midpoint: float = 1.0
 
@@ -85,10 +87,10 @@ def _sobel_squared(gray: np.ndarray) -> np.ndarray:
     return gx * gx + gy * gy
 
 
+@register_scorer("laplacian")
 class LaplacianScorer(SharpnessScorer):
     """Variance of the 4-neighbour Laplacian of the gray image (0-255 scale)."""
 
-    name = "laplacian"
     midpoint = 350.0
 
     def response(self, gray):
@@ -98,20 +100,20 @@ class LaplacianScorer(SharpnessScorer):
         return float(response.var())
 
 
+@register_scorer("tenengrad")
 class TenengradScorer(SharpnessScorer):
     """Tenengrad: mean squared 3x3 Sobel gradient magnitude."""
 
-    name = "tenengrad"
     midpoint = 5500.0
 
     def response(self, gray):
         return _sobel_squared(gray)
 
 
+@register_scorer("gradient_mean")
 class GradientMeanScorer(SharpnessScorer):
     """Mean 3x3 Sobel gradient magnitude (the "gradient mean" used to spot a camera going blurry)."""
 
-    name = "gradient_mean"
     midpoint = 43.0
 
     def response(self, gray):
