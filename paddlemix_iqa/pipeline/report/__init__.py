@@ -31,7 +31,7 @@ from . import plots, queries
 from .directions import badness, direction, distance_to_lines
 from .queries import reason_kind
 
-__all__ = ["reason_kind", "report_facts", "write_report"]
+__all__ = ["reason_kind", "write_report"]
 
 log = logging.getLogger(__name__)
 
@@ -281,12 +281,3 @@ def write_report(out_dir: str | Path, png: bool = False) -> Path:
     atomic_write(path, page)
     log.info("report written to %s", path)
     return path
-
-
-def report_facts(out_dir: str | Path) -> dict[str, Any]:
-    """Counts of a finished run (for the CLI's summary)."""
-    store = RunStore(out_dir)
-    try:
-        return store.counts()
-    finally:
-        store.close()
