@@ -196,10 +196,10 @@ def cmd_ops(args: argparse.Namespace) -> int:
             raise UsageError(f"unknown op {args.name!r}{_suggest(args.name, list_ops())}; paddlemix-iqa ops lists them")
         doc, rows = op_help(args.name)
         print(f"{args.name}{plugin(op_plugin(args.name))}: {doc or '(no description)'}")
-        widths = [max(len(r[i]) for r in rows) if rows else 0 for i in range(3)]
+        widths = [max(len(r[i]) for r in rows) if rows else 0 for i in range(4)]
         for row in rows:
-            cells = "  ".join(c.ljust(w) for c, w in zip(row[:3], widths, strict=True))
-            print(f"  {cells}  {row[3]}".rstrip())
+            cells = "  ".join(c.ljust(w) for c, w in zip(row[:4], widths, strict=True))
+            print(f"  {cells}  {row[4]}".rstrip())
         return EXIT_OK
 
     print("ops (use in a config's process list as `- <op>: {params}`):")

@@ -77,5 +77,11 @@ def test_ops_name_shows_one_op_with_its_parameters_and_defaults(capsys):
     rows = {line.split()[0]: line for line in out.splitlines()[1:]}
     assert {"min_score", "working_size", "tiles", "keep_all", "name"} <= set(rows)
     assert "512" in rows["working_size"] and "[0, 1]" in rows["min_score"]
+    # every numeric parameter shows the range its constructor enforces (tests/test_param_ranges.py)
+    assert rows["tiles"].split()[1:4] == ["int", "1", "1..64"]
+    assert "32..8192" in rows["working_size"] and "[0, 1]" in rows["tile_quantile"]
+    assert "any finite number" in rows["min_value"] and "[1e-12, 1e+12]" in rows["midpoint"]
+    assert main(["ops", "code_filter"]) == 0
+    assert "working_size..16384" in capsys.readouterr().out  # full_size is at least working_size
     assert main(["ops", "laplacan_filter"]) == 2
     assert "did you mean 'laplacian_filter'" in capsys.readouterr().err

@@ -36,6 +36,7 @@ PACKAGE = Path(paddlemix_iqa.__file__).resolve().parent
 LAYERS = {
     "_version": 0,
     "registry": 0,
+    "params": 0,  # Bounds / check_params: the parameter ranges scorers and ops declare; imports nothing
     "io": 0,
     "models": 1,
     "scorers": 2,

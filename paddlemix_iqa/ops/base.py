@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..io import DecodedImage, ImageLoadError, decode_or_error, resolve_path
+from ..params import Bounds, check_threshold
 from ..registry import derived_name
 
 TAG_PREFIX = "__tag_"
@@ -230,21 +231,14 @@ def check_range(
     """Validate a (min, max) threshold pair; None means unbounded.
 
     Refused with a ValueError naming the parameter (``names``, default ``min_<what>``,
-    ``max_<what>``): booleans (YAML ``yes``), non-numbers, NaN (it compares false
-    with everything, so it would silently keep all) and infinities (use None).
+    ``max_<what>``) as :func:`paddlemix_iqa.params.check_threshold` refuses it. Built-in ops
+    declare their thresholds' ranges in their signatures instead (``Annotated[float | None,
+    Bounds(0.0, 1.0, threshold="score")]``) and check them with ``check_params``.
     """
-    import numbers  # here, not at the top: this function is the only user
-
     names = names or (f"min_{what}", f"max_{what}")
+    declared = None if bounds is None else Bounds(bounds[0], bounds[1], threshold=what)
     for v, name in zip((low, high), names, strict=True):
-        if v is None:
-            continue
-        if isinstance(v, bool) or not isinstance(v, numbers.Real):
-            raise ValueError(f"{name} must be a number or null, not {v!r}")
-        if not math.isfinite(v):
-            raise ValueError(f"{name} must be a finite number (null for no bound), not {v}")
-        if bounds is not None and not bounds[0] <= v <= bounds[1]:
-            raise ValueError(f"{what} threshold {v} is outside [{bounds[0]}, {bounds[1]}] ({name})")
+        check_threshold(name, v, what, declared)
     if low is not None and high is not None and low > high:
         raise ValueError(f"{names[0]} {low} is greater than {names[1]} {high}")
 

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 from ..io import DecodedImage
+from ..params import Bounds, check_params
 from ..registry import register_op
 from ..scorers.codes import FAMILIES, coverage, family
-from .base import Judgement, _fmt, check_range
+from .base import Judgement, _fmt
 from .metric import ScorerOp
 
 
@@ -33,8 +34,13 @@ class CodeJudgement(Judgement):
 class CodeFilter(ScorerOp):
     """Drop on any decoded code (default) or when codes cover more than ``max_coverage`` of the image."""
 
-    def __init__(self, max_coverage: float | None = None, kinds: Sequence[str] | None = None, **kwargs: Any):
-        check_range(None, max_coverage, "coverage", (0.0, 1.0))
+    def __init__(
+        self,
+        max_coverage: Annotated[float | None, Bounds(0.0, 1.0, threshold="coverage")] = None,
+        kinds: Sequence[str] | None = None,
+        **kwargs: Any,
+    ):
+        check_params(CodeFilter.__init__, locals())
         if kinds is not None and (
             isinstance(kinds, str)
             or not isinstance(kinds, Sequence)

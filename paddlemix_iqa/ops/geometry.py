@@ -9,10 +9,12 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from typing import Annotated
 
 from ..io import DecodedImage
+from ..params import Bounds, check_params
 from ..registry import register_op
-from .base import ImageOp, Judgement, check_range, range_reason
+from .base import ImageOp, Judgement, range_reason
 
 
 @register_op("decodable_filter")
@@ -39,14 +41,13 @@ class ResolutionFilter(ImageOp):
 
     def __init__(
         self,
-        min_width: int | None = None,
-        max_width: int | None = None,
-        min_height: int | None = None,
-        max_height: int | None = None,
+        min_width: Annotated[int | None, Bounds(1, threshold="width")] = None,
+        max_width: Annotated[int | None, Bounds(1, threshold="width")] = None,
+        min_height: Annotated[int | None, Bounds(1, threshold="height")] = None,
+        max_height: Annotated[int | None, Bounds(1, threshold="height")] = None,
         **kwargs,
     ):
-        check_range(min_width, max_width, "width", (1, float("inf")))
-        check_range(min_height, max_height, "height", (1, float("inf")))
+        check_params(ResolutionFilter.__init__, locals())
         super().__init__(**kwargs)
         self.min_width, self.max_width = min_width, max_width
         self.min_height, self.max_height = min_height, max_height
@@ -80,8 +81,13 @@ class AspectRatioFilter(ImageOp):
     metric = "aspect_ratio"
     needs_pixels = False
 
-    def __init__(self, min_ratio: float | None = 1 / 3, max_ratio: float | None = 3.0, **kwargs):
-        check_range(min_ratio, max_ratio, "ratio", (0.0, float("inf")))
+    def __init__(
+        self,
+        min_ratio: Annotated[float | None, Bounds(0.0, threshold="ratio")] = 1 / 3,
+        max_ratio: Annotated[float | None, Bounds(0.0, threshold="ratio")] = 3.0,
+        **kwargs,
+    ):
+        check_params(AspectRatioFilter.__init__, locals())
         super().__init__(**kwargs)
         self.min_ratio, self.max_ratio = min_ratio, max_ratio
 
@@ -135,10 +141,13 @@ class FileSizeFilter(ImageOp):
     needs_pixels = False
 
     def __init__(
-        self, min_size: int | float | str | None = None, max_size: int | float | str | None = None, **kwargs
+        self,
+        min_size: Annotated[int | float | str | None, Bounds(0, threshold="file size")] = None,
+        max_size: Annotated[int | float | str | None, Bounds(0, threshold="file size")] = None,
+        **kwargs,
     ):
         self.min_size, self.max_size = parse_size(min_size, "min_size"), parse_size(max_size, "max_size")
-        check_range(self.min_size, self.max_size, "file size", (0, float("inf")), ("min_size", "max_size"))
+        check_params(FileSizeFilter.__init__, {"min_size": self.min_size, "max_size": self.max_size})
         super().__init__(**kwargs)
 
     def judge(self, images):

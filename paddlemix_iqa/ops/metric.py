@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 
 from ..io import DecodedImage
+from ..params import Bounds, check_params
 from ..registry import op_spec, register_op, tagger_name
 from ..scorers import Scorer, get_scorer
-from .base import ImageOp, Judgement, check_range, range_reason
+from .base import ImageOp, Judgement, range_reason
 
 
 class ScorerOp(ImageOp):
@@ -75,14 +76,13 @@ class MetricFilter(ScorerOp):
     def __init__(
         self,
         metric: str,
-        min_score: float | None = None,
-        max_score: float | None = None,
-        min_value: float | None = None,
-        max_value: float | None = None,
+        min_score: Annotated[float | None, Bounds(0.0, 1.0, threshold="score")] = None,
+        max_score: Annotated[float | None, Bounds(0.0, 1.0, threshold="score")] = None,
+        min_value: Annotated[float | None, Bounds(threshold="value")] = None,
+        max_value: Annotated[float | None, Bounds(threshold="value")] = None,
         **kwargs: Any,
     ):
-        check_range(min_score, max_score, "score", (0.0, 1.0))
-        check_range(min_value, max_value, "value")
+        check_params(MetricFilter.__init__, locals())
         self.metric = metric
         self.min_score, self.max_score = min_score, max_score
         self.min_value, self.max_value = min_value, max_value

@@ -9,11 +9,12 @@ download command instead of dropping every item.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
 from ..io import DecodedImage
+from ..params import Bounds, check_params
 from ..registry import register_op
-from .base import Judgement, _fmt, check_range
+from .base import Judgement, _fmt
 from .metric import MetricFilter
 
 
@@ -23,8 +24,10 @@ class PulcFilter(MetricFilter):
 
     label: str = "p"
 
-    def __init__(self, threshold: float | None = 0.5, **kwargs: Any):
-        check_range(threshold, None, "probability", (0.0, 1.0), ("threshold", "threshold"))
+    def __init__(
+        self, threshold: Annotated[float | None, Bounds(0.0, 1.0, threshold="probability")] = 0.5, **kwargs: Any
+    ):
+        check_params(PulcFilter.__init__, locals())
         self.threshold = threshold
         super().__init__(self.metric, **kwargs)
 

@@ -20,7 +20,9 @@ Configs are validated, not trusted: YAML aliases (``*name``, the "billion laughs
 expansion) and duplicate keys are refused; settings are strict (``workers: true``
 is an error, not 1); op parameters are checked against the op's and scorer's type
 annotations (strict: no bool-for-number), then the op is built, which checks
-values (NaN or infinite thresholds, ``tiles`` 1..64, ``working_size`` bounds).
+values against the ranges its and its scorer's signatures declare (``Annotated[int,
+Bounds(1, 64)]``, :mod:`paddlemix_iqa.params`; ``paddlemix-iqa ops NAME`` prints the same
+ranges) and refuses NaN or infinite thresholds.
 
 An op's ``name:`` prefixes its rejection reasons (``res: width 50 < 64``) and must
 be unique in the chain. Overrides address a step as ``NAME.PARAM=VALUE`` by that
@@ -46,6 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from ..models.weights import WeightsNotFound
 from ..ops import ImageOp, MetricFilter, ScorerOp, build_op, list_ops
 from ..ops.host import HostOp
+from ..params import declared_bounds
 from ..registry import op_spec
 from ..scorers import scorer_class
 
@@ -284,13 +287,14 @@ def op_parameters(name: str, params: dict[str, Any] | None = None) -> list[str]:
     return [n for n in dict.fromkeys(names) if n not in fixed]
 
 
-#: what the threshold parameters every op shares mean, for ``paddlemix-iqa ops NAME``
+#: what the threshold parameters every op shares mean, for ``paddlemix-iqa ops NAME`` (their ranges
+#: come from the signatures' ``Bounds``)
 _MEANINGS = {
-    "min_score": "quality in [0, 1], higher is better; keep at or above",
-    "max_score": "quality in [0, 1]; keep at or below",
+    "min_score": "quality, higher is better; keep at or above",
+    "max_score": "quality; keep at or below",
     "min_value": "the scorer's native value; keep at or above",
     "max_value": "the scorer's native value; keep at or below",
-    "threshold": "probability in [0, 1]; drop at or above",
+    "threshold": "probability; drop at or above",
     "keep_all": "true: tag only, never drop",
     "mode": "'any' or 'all' images of a multi-image record must pass",
     "name": "label of this step's rejections and overrides (letters, digits, _ or -)",
@@ -299,19 +303,34 @@ _MEANINGS = {
 }
 
 
-def op_help(name: str) -> tuple[str, list[tuple[str, str, str, str]]]:
-    """The op's one-line description and, per config parameter, (name, type, default, meaning)."""
+def _plain(annotation: str) -> str:
+    """An annotation's text without its ``Annotated[...]`` metadata: ``Annotated[int, Bounds(1, 64)]`` -> ``int``."""
+    if not annotation.startswith("Annotated["):
+        return annotation
+    depth = 0
+    for i, ch in enumerate(annotation[len("Annotated[") :], len("Annotated[")):
+        depth += ch in "[(" and 1 or ch in "])" and -1 or 0
+        if ch == "," and depth == 0:
+            return annotation[len("Annotated[") : i].strip()
+    return annotation
+
+
+def op_help(name: str) -> tuple[str, list[tuple[str, str, str, str, str]]]:
+    """The op's one-line description and, per config parameter, (name, type, default, valid range,
+    meaning); the range is the one the constructor checks (``Bounds`` in its signature), "" when none."""
     spec = op_spec(name)
     described = scorer_class(spec.metric) if spec.metric and spec.cls is MetricFilter else spec.cls
     doc = (inspect.getdoc(described) or "").split("\n\n")[0].replace("\n", " ")
     allowed = set(op_parameters(name))
-    rows: dict[str, tuple[str, str, str, str]] = {}
+    rows: dict[str, tuple[str, str, str, str, str]] = {}
     for init in _signatures(name):
+        declared = declared_bounds(init)
         for pname, p in inspect.signature(init).parameters.items():
             if pname in allowed and pname not in rows:
-                kind = p.annotation if isinstance(p.annotation, str) else ""
+                kind = _plain(p.annotation) if isinstance(p.annotation, str) else ""
                 default = "required" if p.default is inspect.Parameter.empty else repr(p.default)
-                rows[pname] = (pname, kind or "-", default, _MEANINGS.get(pname, ""))
+                valid = declared[pname].describe() if pname in declared else ""
+                rows[pname] = (pname, kind or "-", default, valid, _MEANINGS.get(pname, ""))
     return doc, list(rows.values())
 
 
@@ -341,7 +360,9 @@ def _annotations(name: str, params: dict[str, Any]) -> dict[str, tuple[Any, str]
         for pname, p in inspect.signature(init).parameters.items():
             if pname in hints and pname not in out:
                 text = (
-                    p.annotation if isinstance(p.annotation, str) else getattr(p.annotation, "__name__", "")
+                    _plain(p.annotation)
+                    if isinstance(p.annotation, str)
+                    else getattr(p.annotation, "__name__", "")
                 )
                 out[pname] = (hints[pname], text)
     return out

@@ -21,6 +21,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 
@@ -32,8 +33,9 @@ from ..models.arniqa_protocol import (
     to_input,
 )
 from ..models.weights import locate_weights
+from ..params import Bounds, check_params
 from ..registry import register_scorer
-from .base import Scorer, check_int
+from .base import Scorer
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +54,10 @@ class ArniqaScorer(Scorer):
         weights: str | None = None,
         dataset: str = "kadid10k",
         protocol: str = "crops",
-        batch_size: int = 4,
+        batch_size: Annotated[int, Bounds(1, 1024)] = 4,
         backend: str = "dygraph",
-        working_size: int | None = None,
-        threads: int | None = None,
+        working_size: Annotated[int | None, Bounds(32, 8192)] = None,
+        threads: Annotated[int | None, Bounds(1, 64)] = None,
     ):
         if not isinstance(dataset, str) or dataset not in DATASETS:
             raise ValueError(f"unknown ARNIQA regressor dataset {dataset!r}; known: {', '.join(DATASETS)}")
@@ -68,10 +70,10 @@ class ArniqaScorer(Scorer):
         self.weights = None if weights is None else str(weights)
         self.dataset = dataset
         self.protocol = protocol
-        self.batch_size = check_int("batch_size", batch_size, 1, 1024)
+        checked = check_params(ArniqaScorer.__init__, locals())
+        self.batch_size = checked["batch_size"]
         self.backend = backend
-        self.working_size = check_int("working_size", working_size, 32, 8192, optional=True)
-        self.threads = check_int("threads", threads, 1, 64, optional=True)
+        self.working_size, self.threads = checked["working_size"], checked["threads"]
         low, high, kind = DATASETS[dataset]
         self.native_range = (low, high)
         self.higher_is_better = kind == "mos"

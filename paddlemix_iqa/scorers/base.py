@@ -9,13 +9,17 @@ score maps to a quality in [0, 1] where higher is better (the host's convention)
 from __future__ import annotations
 
 import math
-import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
 import cv2
 import numpy as np
+
+from ..params import Bounds as Bounds
+from ..params import check_float as check_float
+from ..params import check_int as check_int
+from ..params import check_params as check_params
 
 
 class UnscorableImage(ValueError):
@@ -141,35 +145,8 @@ def is_flat(image: np.ndarray) -> bool:
 
 
 # --- parameter checks: constructors call these so a bad value fails with the parameter's name ---------
-def check_int(name: str, value: Any, low: int, high: int, *, optional: bool = False) -> int | None:
-    """An integer parameter in [low, high] (None too when ``optional``); bools and floats are refused."""
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer{' or None' if optional else ''}, not {value!r}")
-    _check_bounds(name, value, low, high)
-    return int(value)
-
-
-def check_float(name: str, value: Any, low: float, high: float, *, optional: bool = False) -> float | None:
-    """A finite number in [low, high] (None too when ``optional``); bools, NaN and infinities are refused."""
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a number{' or None' if optional else ''}, not {value!r}")
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, not {value}")
-    _check_bounds(name, value, low, high)
-    return float(value)
-
-
-def _check_bounds(name: str, value: float, low: float, high: float) -> None:
-    if value < low:
-        raise ValueError(f"{name} must be at least {low}, not {value}")
-    if value > high:
-        raise ValueError(f"{name} must be at most {high}, not {value}")
-
-
+# numeric ranges are declared in the signature (``Annotated[int, Bounds(1, 64)]``) and checked by
+# ``check_params``: see :mod:`paddlemix_iqa.params`
 def check_bool(name: str, value: Any) -> bool:
     """A true/false parameter: 0, 1 or "yes" are refused rather than guessed."""
     if not isinstance(value, (bool, np.bool_)):

@@ -25,13 +25,15 @@ import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Annotated
 
 import cv2
 import numpy as np
 from scipy.special import gamma as gamma_fn
 
+from ..params import Bounds, check_params
 from ..registry import register_scorer
-from .base import Scorer, _like, check_int, is_flat, resize_long_side, too_small
+from .base import Scorer, _like, is_flat, resize_long_side, too_small
 
 #: the official model, shipped as package data with its notice
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "data" / "brisque_live.npz"
@@ -315,8 +317,8 @@ class BrisqueScorer(Scorer):
     def __init__(
         self,
         model_path: str | os.PathLike | None = None,
-        working_size: int | None = None,
-        max_pixels: int = MAX_PIXELS,
+        working_size: Annotated[int | None, Bounds(MIN_SIDE, 8192)] = None,
+        max_pixels: Annotated[int, Bounds(MIN_SIDE * MIN_SIDE, 1 << 31)] = MAX_PIXELS,
     ):
         if model_path is not None and not isinstance(model_path, (str, os.PathLike)):
             raise ValueError(f"model_path must be a file path, not {model_path!r}")
@@ -326,9 +328,9 @@ class BrisqueScorer(Scorer):
                 f"BRISQUE model {path} not found; train one with tools/train_brisque.py "
                 "or leave model_path unset for the official LIVE model"
             )
+        checked = check_params(BrisqueScorer.__init__, locals())
         self.model_path = str(path)
-        self.working_size = check_int("working_size", working_size, MIN_SIDE, 8192, optional=True)
-        self.max_pixels = check_int("max_pixels", max_pixels, MIN_SIDE * MIN_SIDE, 1 << 31)
+        self.working_size, self.max_pixels = checked["working_size"], checked["max_pixels"]
 
     @property
     def model(self) -> BrisqueModel:

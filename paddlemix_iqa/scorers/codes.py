@@ -29,13 +29,15 @@ import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import cv2
 import numpy as np
 import zxingcpp
 
+from ..params import Bounds, check_params
 from ..registry import register_scorer
-from .base import Scorer, check_bool, check_int, resize_long_side, to_gray
+from .base import Scorer, check_bool, resize_long_side, to_gray
 
 #: OpenCV's type names -> zxing-cpp's format names, so kinds read the same whichever decoder found a code
 _CV_KINDS = {
@@ -129,14 +131,14 @@ class CodeScorer(Scorer):
 
     def __init__(
         self,
-        working_size: int = 1024,
-        full_size: int | None = 2048,
+        working_size: Annotated[int, Bounds(64, 8192)] = 1024,
+        full_size: Annotated[int | None, Bounds("working_size", 16384)] = 2048,
         use_opencv: bool = True,
         rectify: bool = True,
         screen: bool = True,
     ):
-        self.working_size = check_int("working_size", working_size, 64, 8192)
-        self.full_size = check_int("full_size", full_size, self.working_size, 16384, optional=True)
+        checked = check_params(CodeScorer.__init__, locals())
+        self.working_size, self.full_size = checked["working_size"], checked["full_size"]
         self.use_opencv = check_bool("use_opencv", use_opencv)
         self.rectify = check_bool("rectify", rectify)
         self.screen = check_bool("screen", screen)

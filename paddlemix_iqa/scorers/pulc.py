@@ -19,14 +19,16 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
+from typing import Annotated
 
 import cv2
 import numpy as np
 
 from ..models.inference import InferenceRunner
 from ..models.weights import locate_weights
+from ..params import Bounds, check_params
 from ..registry import register_scorer
-from .base import Scorer, check_bool, check_int
+from .base import Scorer, check_bool
 
 log = logging.getLogger(__name__)
 
@@ -76,15 +78,14 @@ class PulcScorer(Scorer):
     def __init__(
         self,
         model_dir: str | os.PathLike | None = None,
-        threads: int = 2,
-        batch_size: int = 16,
+        threads: Annotated[int, Bounds(1, 64)] = 2,
+        batch_size: Annotated[int, Bounds(1, 1024)] = 16,
         use_mkldnn: bool = True,
-        decode_side: int | None = None,
+        decode_side: Annotated[int | None, Bounds(CROP, 16384)] = None,
     ):
-        threads = check_int("threads", threads, 1, 64)
-        batch_size = check_int("batch_size", batch_size, 1, 1024)
+        checked = check_params(PulcScorer.__init__, locals())
+        threads, batch_size, decode_side = checked["threads"], checked["batch_size"], checked["decode_side"]
         use_mkldnn = check_bool("use_mkldnn", use_mkldnn)
-        decode_side = check_int("decode_side", decode_side, CROP, 16384, optional=True)
         if model_dir is not None and not isinstance(model_dir, (str, os.PathLike)):
             raise ValueError(f"model_dir must be a folder path, not {model_dir!r}")
         # locate now (a file check) so a missing model fails when the op is built, not per item;

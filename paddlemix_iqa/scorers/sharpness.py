@@ -16,12 +16,14 @@ have no interior pixel to read.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated
 
 import cv2
 import numpy as np
 
+from ..params import Bounds, check_params
 from ..registry import register_scorer
-from .base import Scorer, check_float, check_int, resize_long_side, saturating, to_gray, too_small
+from .base import Scorer, resize_long_side, saturating, to_gray, too_small
 
 
 class SharpnessScorer(Scorer):
@@ -34,16 +36,16 @@ class SharpnessScorer(Scorer):
 
     def __init__(
         self,
-        working_size: int = 512,
-        tiles: int = 1,
-        tile_quantile: float = 0.9,
-        midpoint: float | None = None,
+        working_size: Annotated[int, Bounds(32, 8192)] = 512,
+        tiles: Annotated[int, Bounds(1, 64)] = 1,
+        tile_quantile: Annotated[float, Bounds(0.0, 1.0)] = 0.9,
+        midpoint: Annotated[float | None, Bounds(1e-12, 1e12)] = None,
     ):
-        self.working_size = check_int("working_size", working_size, 32, 8192)
-        self.tiles = check_int("tiles", tiles, 1, 64)
-        self.tile_quantile = check_float("tile_quantile", tile_quantile, 0.0, 1.0)
+        checked = check_params(SharpnessScorer.__init__, locals())
+        self.working_size, self.tiles = checked["working_size"], checked["tiles"]
+        self.tile_quantile = checked["tile_quantile"]
         if midpoint is not None:
-            self.midpoint = check_float("midpoint", midpoint, 1e-12, 1e12)
+            self.midpoint = checked["midpoint"]
 
     def response(self, gray: np.ndarray) -> np.ndarray:
         """Per-pixel response whose mean is the score (float32, same shape as ``gray``)."""
