@@ -1,13 +1,14 @@
 """Images/s of ARNIQA on 1-MP photos in the official crops protocol: one at a time vs batched vs Paddle Inference.
 
-    python benchmarks/bench_arniqa.py [--weights DIR] [--n 8] [--batch-size 8] [--repeats 2]
+    python benchmarks/bench_arniqa.py [--weights DIR] [--n 8] [--batch-size 8] [--repeats 2] [--write-docs]
 
 (a) the host's way: ``iqa_arniqa(item)`` per item (decode + dynamic graph, one image per call);
 (b) batched dynamic graph: the dataset-level op path (``run_batched``, decode in threads, one
     scorer call per batch); (c) the same with ``backend="inference"`` (Paddle Inference, oneDNN).
 All three run in the same process on the same files, so the ratios hold on a noisy machine.
 Without ``--weights`` a randomly initialised artifact is written to a temp dir: speed does not
-depend on the weight values.
+depend on the weight values. ``--write-docs`` writes the table into docs/arniqa.md (between
+its ``bench_arniqa`` markers).
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ import os
 import tempfile
 from pathlib import Path
 
-from _common import best_of, shared_photos
+from _common import ROOT, best_of, shared_photos, write_generated
 from PIL import Image
+
+DOCS = ROOT / "docs" / "arniqa.md"
 
 
 def one_megapixel_copies(paths: list[Path], folder: Path, size: tuple[int, int] = (1152, 864)) -> list[Path]:
@@ -58,6 +61,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=8, help="number of 1-MP photos")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument(
+        "--write-docs", action="store_true", help=f"replace the generated table in {DOCS.relative_to(ROOT)}"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -89,8 +95,19 @@ def main() -> None:
         base = timings["(a) one at a time, dygraph (iqa_arniqa)"]
         size = Image.open(photos[0]).size
         print(f"ARNIQA crops protocol, {n} photos at {size[0]}x{size[1]}, batch {args.batch_size}, {os.cpu_count()} cores")
+        table = ["| path | img/s | s / image | vs (a) |", "|---|---|---|---|"]
         for label, seconds in timings.items():
             print(f"{label:42s} {n / seconds:6.2f} img/s  {seconds / n:6.3f} s/img  x{base / seconds:.2f}")
+            table.append(f"| {label} | {n / seconds:.2f} | {seconds / n:.3f} | x{base / seconds:.2f} |")
+        ratio = base / timings["(c) batched, Paddle Inference"]
+        print(f"target ((c) >= 3x (a)): {'met' if ratio >= 3 else 'NOT met'}")
+        if args.write_docs:
+            which = f"weights {args.weights}" if args.weights else "random weights (speed does not depend on them)"
+            facts = (
+                f"{n} photos at {size[0]}x{size[1]}, batch {args.batch_size}, best of {args.repeats}, {which}"
+            )
+            table += ["", f"(c) over (a): x{ratio:.2f}, target x3 {'met' if ratio >= 3 else 'NOT met'}."]
+            write_generated(DOCS, "bench_arniqa", table, facts=facts)
 
 
 if __name__ == "__main__":

@@ -8,9 +8,10 @@
   (Gaussian sigma 1), saved as JPEG quality 90.
 - ``photos/paddleclas_demo/code_10091.jpg`` (a card with a bar code).
 
-Writes a Markdown table (``--out``) and prints it.
+Writes a Markdown table (``--out``) and prints it; ``--write-docs`` also puts it (without
+its title) between the ``eval_codes`` markers of docs/pulc_and_codes.md.
 
-    python benchmarks/eval_codes.py [--photos 64] [--out benchmarks/eval_codes.md]
+    python benchmarks/eval_codes.py [--photos 64] [--out benchmarks/eval_codes.md] [--write-docs]
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 import zxingcpp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import SHARED_DATA, shared_photos  # noqa: E402
+from _common import ROOT, SHARED_DATA, shared_photos, write_generated  # noqa: E402
 
 from paddlemix_iqa.io import load_image  # noqa: E402
 from paddlemix_iqa.scorers.codes import CodeScorer  # noqa: E402
@@ -36,6 +37,7 @@ KINDS = ("qr", "ean13", "code128")
 SIZES = (60, 80, 120, 200, 400)
 ANGLES = (0, 15, 30, 45)
 BLURS = (0.0, 1.0)
+DOCS = ROOT / "docs" / "pulc_and_codes.md"
 _FORMAT = {"qr": "QRCode", "ean13": "EAN13", "code128": "Code128", "datamatrix": "DataMatrix"}
 
 
@@ -171,6 +173,9 @@ def main(argv=None) -> int:
     parser.add_argument("--photos", type=int, default=64, help="COCO photos to use (max 64)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default=str(Path(__file__).with_name("eval_codes.md")))
+    parser.add_argument(
+        "--write-docs", action="store_true", help=f"also replace the generated block in {DOCS.relative_to(ROOT)}"
+    )
     args = parser.parse_args(argv)
 
     coco = shared_photos("coco")[: args.photos]
@@ -215,6 +220,8 @@ def main(argv=None) -> int:
     text = "\n".join(lines)
     Path(args.out).write_text(text)
     print(text)
+    if args.write_docs:
+        write_generated(DOCS, "eval_codes", lines[2:-1], facts=f"{args.workers} worker processes")
     return 0
 
 
