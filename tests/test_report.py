@@ -431,3 +431,35 @@ def test_the_report_works_in_a_real_browser(demo_run):
             browser.close()
     assert problems == []
     assert shot.stat().st_size > 10_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_ids_beyond_the_previews_are_findable_in_a_real_browser(demo_run, tmp_path, monkeypatch):
+    """With one preview per reason, the id search still finds every rejected record (id, op, reason)."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
+    executable = _chromium()
+    run = tmp_path / "run"
+    shutil.copytree(demo_run, run)
+    monkeypatch.setattr(report_mod, "PER_REASON", 1)
+    write_report(run)
+    rejected = read_jsonl(run / "rejected.jsonl")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto((run / "report.html").as_uri(), wait_until="load")
+            assert page.locator("#browser tr.rec").count() < len(rejected)  # some are beyond the previews
+            indexed = 0
+            for record in rejected:
+                page.fill("#filter-id", record["id"])
+                hit = f'[data-id="{record["id"]}"]'
+                found = page.locator(f"#browser tr.rec:visible{hit}, #index-matches tr.indexed{hit}")
+                assert found.count() == 1, record["id"]
+                indexed += page.locator(f"#index-matches tr.indexed{hit}").count()
+                if page.locator(f"#index-matches tr.indexed{hit}").count():
+                    assert page.locator("#index-matches").is_visible()
+                    assert reason_kind(record["__iqa_reject"].split(": ", 1)[1]) in found.inner_text()
+            assert indexed > 0 and errors == []
+        finally:
+            browser.close()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import logging
 import math
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 STRIP = 8  # thumbnails per strip
 THUMB = 128  # thumbnail long side, pixels (8 fit a row of a 1200-pixel window)
 PER_REASON = 50  # rejected records shown per reason in the browser
+INDEX_CAP = 100_000  # rejected records beyond the previews that the id search still finds (id, op, reason)
 MAX_REASONS = 40  # reasons shown apart in the browser; the rest are pooled as "other reasons"
 MAX_IMAGES = 4  # thumbnails per record in the browser
 OP_REASONS = 5  # reasons named for an op that rejected without a threshold line
@@ -241,7 +243,9 @@ def write_report(out_dir: str | Path, png: bool = False) -> Path:
     store = RunStore(out_dir)
     try:
         counts = store.counts()
-        groups, reason_counts = queries.rejected_groups(store, PER_REASON, MAX_REASONS, info.chain)
+        groups, reason_counts, index = queries.rejected_groups(
+            store, PER_REASON, MAX_REASONS, info.chain, index_cap=INDEX_CAP
+        )
         reasons_by_op: dict[str, list[tuple[str, int]]] = {}
         for (op, kind), n in reason_counts.most_common():
             if len(reasons_by_op.setdefault(op, [])) < OP_REASONS:
@@ -274,6 +278,8 @@ def write_report(out_dir: str | Path, png: bool = False) -> Path:
         sections=sections,
         thumb_side=THUMB,
         per_reason=PER_REASON,
+        index=_index_json(index),
+        index_cap=INDEX_CAP,
         strip=STRIP,
         version=__version__,
     )
@@ -281,3 +287,13 @@ def write_report(out_dir: str | Path, png: bool = False) -> Path:
     atomic_write(path, page)
     log.info("report written to %s", path)
     return path
+
+
+def _index_json(index: list[tuple[str, str, str, str]]) -> str:
+    """The id-search index as compact JSON for a <script> block: ops and reason kinds listed once,
+    each record as [id, op number, kind number] (about 20 bytes a record)."""
+    ops: dict[str, int] = {}
+    kinds: dict[str, int] = {}
+    rows = [[rid, ops.setdefault(op, len(ops)), kinds.setdefault(kind, len(kinds))] for rid, op, _, kind in index]
+    data = {"ops": list(ops), "kinds": list(kinds), "rows": rows}
+    return json.dumps(data, ensure_ascii=True, separators=(",", ":")).replace("</", "<\\/")

@@ -152,8 +152,8 @@ class ReasonGroup:
 
 
 def rejected_groups(
-    store: RunStore, per_group: int, max_groups: int, op_order: Sequence[str] = ()
-) -> tuple[list[ReasonGroup], Counter[tuple[str, str]]]:
+    store: RunStore, per_group: int, max_groups: int, op_order: Sequence[str] = (), index_cap: int = 0
+) -> tuple[list[ReasonGroup], Counter[tuple[str, str]], list[tuple[str, str, str, str]]]:
     """Rejected records grouped by (op, reason without numbers), with the first ``per_group`` of each;
     and the count of every (op, reason) group.
 
@@ -161,8 +161,12 @@ def rejected_groups(
     kept apart; the rest are pooled as one "other reasons" group (records of up to
     ``4 * max_groups`` groups are sampled for it). Groups come in chain order of their op,
     then largest first.
+
+    Also returns (id, op, reason, reason kind) of up to ``index_cap`` rejected records not previewed, so
+    every rejected id stays findable in the report without a thumbnail.
     """
     counts: Counter[tuple[str, str]] = Counter()
+    index: list[tuple[int, str, str, str]] = []
     samples: dict[tuple[str, str], list[Rejected]] = {}
     line = 0
     cursor = store.db.execute("SELECT idx, id, op, reason FROM records WHERE kept = 0 ORDER BY idx")
@@ -173,8 +177,11 @@ def rejected_groups(
             kept = samples.get(key)
             if kept is None and len(samples) < 4 * max_groups:
                 kept = samples[key] = []
+            rid = str(idx if rid is None else rid)
             if kept is not None and len(kept) < per_group:
-                kept.append(Rejected(idx, str(idx if rid is None else rid), str(op), reason or "", line))
+                kept.append(Rejected(idx, rid, str(op), reason or "", line))
+            elif len(index) < index_cap:
+                index.append((idx, rid, str(op), reason or ""))
             line += 1
     shown = {key for key, _ in counts.most_common(max_groups)}
     rank = {op: i for i, op in enumerate([*PRE_CHAIN, *op_order])}
@@ -191,7 +198,11 @@ def rejected_groups(
     shown_records = [r for g in groups for r in g.samples]
     attach_scores(store, shown_records)
     images_from_rejected(store.dir / "rejected.jsonl", [r for r in shown_records if not r.images])
-    return groups, counts
+    previewed = {r.idx for r in shown_records}
+    unseen = [r for g in samples.values() for r in g if r.idx not in previewed]  # pooled beyond its cap
+    index += [(r.idx, r.id, r.op, r.reason) for r in unseen]
+    index.sort()
+    return groups, counts, [(rid, op, reason, reason_kind(reason)) for _, rid, op, reason in index[:index_cap]]
 
 
 def attach_scores(store: RunStore, records: Iterable[Rejected]) -> None:
