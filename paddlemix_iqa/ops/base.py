@@ -12,6 +12,7 @@ dropped and the reason is written to ``item["__iqa_error"]`` and
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..io import DecodedImage, ImageLoadError, decode_or_error, resolve_path
-from ..params import Bounds, check_threshold
+from ..params import Bounds, check_threshold, declared_bounds
 from ..registry import derived_name
 
 TAG_PREFIX = "__tag_"
@@ -69,7 +70,6 @@ class ImageOp:
     op_name: str | None = None
     #: the thresholds on the normalised quality (0..1, higher is better); all others are on the
     #: native value. Reports draw each on its own scale.
-    quality_thresholds: frozenset[str] = frozenset()
 
     def __init__(
         self,
@@ -212,13 +212,35 @@ class ImageOp:
         return {"key": self.image_key, "root": self.root, "mode": self.mode}
 
     def thresholds(self) -> dict[str, float | None]:
-        """The bounds this op rejects by, named as its parameters (None: open), for reports to draw;
-        each is on the quality scale when named in ``quality_thresholds``, else on the native value."""
-        return {}
+        """The bounds this op rejects by, named as its parameters (None: open), for reports to draw:
+        every constructor parameter declared ``Bounds(..., threshold=...)``, read from the same
+        declaration that validates it (most derived class first)."""
+        return {name: getattr(self, name) for name in _threshold_kinds(type(self))}
+
+    @property
+    def quality_thresholds(self) -> frozenset[str]:
+        """The thresholds on the normalised quality scale (declared ``threshold="score"``); the
+        others are on the native value."""
+        return frozenset(n for n, kind in _threshold_kinds(type(self)).items() if kind == "score")
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params().items() if v is not None)
         return f"{type(self).__name__}({args})"
+
+
+@functools.cache
+def _threshold_kinds(cls: type) -> dict[str, str]:
+    """Threshold parameter -> its kind (``score``, ``value``, ``width``, ...), over the ``__init__``
+    of ``cls`` and its bases, most derived first."""
+    out: dict[str, str] = {}
+    for klass in cls.__mro__:
+        init = vars(klass).get("__init__")
+        if init is None or klass is object:
+            continue
+        for name, declared in declared_bounds(init).items():
+            if declared.bounds.threshold:
+                out.setdefault(name, declared.bounds.threshold)
+    return out
 
 
 def check_range(

@@ -79,8 +79,5 @@ class CodeFilter(ScorerOp):
             item[self.key() + "_kinds"] = kinds[0] if one else kinds
         return super()._decide(item, verdicts)
 
-    def thresholds(self) -> dict[str, float | None]:
-        return {"max_coverage": self.max_coverage}  # on the native coverage
-
     def params(self) -> dict[str, Any]:
         return {**self.thresholds(), "kinds": self.kinds, **super().params()}

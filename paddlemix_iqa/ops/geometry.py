@@ -62,14 +62,6 @@ class ResolutionFilter(ImageOp):
             for img in images
         ]
 
-    def thresholds(self) -> dict[str, float | None]:
-        return {
-            "min_width": self.min_width,
-            "max_width": self.max_width,
-            "min_height": self.min_height,
-            "max_height": self.max_height,
-        }
-
     def params(self):
         return {**self.thresholds(), **super().params()}
 
@@ -101,9 +93,6 @@ class AspectRatioFilter(ImageOp):
                 )
             )
         return verdicts
-
-    def thresholds(self) -> dict[str, float | None]:
-        return {"min_ratio": self.min_ratio, "max_ratio": self.max_ratio}
 
     def params(self):
         return {**self.thresholds(), **super().params()}
@@ -158,9 +147,6 @@ class FileSizeFilter(ImageOp):
             )
             for img in images
         ]
-
-    def thresholds(self) -> dict[str, float | None]:
-        return {"min_size": self.min_size, "max_size": self.max_size}  # bytes
 
     def params(self):
         return {**self.thresholds(), **super().params()}

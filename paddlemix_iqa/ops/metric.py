@@ -71,7 +71,6 @@ class MetricFilter(ScorerOp):
     so no NaN reaches a threshold (NaN compares false: it would pass) or an output.
     """
 
-    quality_thresholds = frozenset({"min_score", "max_score"})
 
     def __init__(
         self,
@@ -108,14 +107,6 @@ class MetricFilter(ScorerOp):
         if reason is None and (self.min_value is not None or self.max_value is not None):
             reason = range_reason(f"{self.metric}", value, self.min_value, self.max_value)
         return Judgement(value=value, quality=quality, reason=reason)
-
-    def thresholds(self) -> dict[str, float | None]:
-        return {
-            "min_score": self.min_score,
-            "max_score": self.max_score,
-            "min_value": self.min_value,
-            "max_value": self.max_value,
-        }
 
     def params(self) -> dict[str, Any]:
         return {"metric": self.metric, **self.thresholds(), **super().params()}

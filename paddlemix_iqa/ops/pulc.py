@@ -40,9 +40,6 @@ class PulcFilter(MetricFilter):
                 v.reason = f"{self.label} {_fmt(v.value)} >= {_fmt(self.threshold)}"
         return verdicts
 
-    def thresholds(self) -> dict[str, float | None]:
-        return {"threshold": self.threshold, **super().thresholds()}
-
 
 @register_op("pulc_blur_filter", metric="pulc_clarity")
 class PulcBlurFilter(PulcFilter):
