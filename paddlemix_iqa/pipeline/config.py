@@ -632,11 +632,8 @@ def _max_pixels_error() -> str | None:
     """PADDLEMIX_IQA_MAX_PIXELS is read per image; a bad value is reported now, as a config error."""
     from .. import io as iqa_io
 
-    check = getattr(iqa_io, "max_pixels_limit", None)
-    if check is None:
-        return None
     try:
-        check()
+        iqa_io.max_pixels_limit()
     except ValueError as exc:
         return str(exc) if "PADDLEMIX_IQA_MAX_PIXELS" in str(exc) else f"PADDLEMIX_IQA_MAX_PIXELS: {exc}"
     return None
