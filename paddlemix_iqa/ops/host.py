@@ -64,14 +64,20 @@ class HostOp:
         return TAG_PREFIX + self.metric
 
     def _resolved(self, item: dict) -> dict:
+        """A copy with image paths joined to the root. Only joined: the runner has already rejected
+        records outside image_root unless the pipeline allows them, and an allowed path left
+        unjoined would be read relative to the current directory."""
         copy = dict(item)
         for field in ("image", "images"):
             value = item.get(field)
             try:
                 if isinstance(value, str):
-                    copy[field] = resolve_path(value, self.root)
+                    copy[field] = resolve_path(value, self.root, allow_outside_root=True)
                 elif isinstance(value, list):
-                    copy[field] = [resolve_path(v, self.root) if isinstance(v, str) else v for v in value]
+                    copy[field] = [
+                        resolve_path(v, self.root, allow_outside_root=True) if isinstance(v, str) else v
+                        for v in value
+                    ]
             except ImageLoadError:
                 pass
         return copy
