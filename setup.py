@@ -22,7 +22,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["paddlemix_iqa", "paddlemix_iqa.*"]),
     package_data={
-        "paddlemix_iqa": ["data/*", "configs/*.yaml"],
+        "paddlemix_iqa": ["data/*", "data/fused/*.json", "configs/*.yaml"],
         "paddlemix_iqa.pipeline.report": ["templates/*.j2"],  # the report's Jinja2 template
     },
     include_package_data=True,

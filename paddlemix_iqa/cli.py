@@ -289,6 +289,28 @@ def cmd_weights_list(args: argparse.Namespace) -> int:
 
 
 # --- parser ------------------------------------------------------------------------------
+# --- eval / make-eval-set / calibrate: each lives in paddlemix_iqa.evaluation.<module> ---------------
+#: command, module of paddlemix_iqa.evaluation (``add_arguments(parser)`` and ``run(args) -> exit code``), help
+EVALUATION_COMMANDS = (
+    ("eval", "evaluate", "per-threshold FPR/TPR/precision/F1, ROC and PR curves of metrics on labelled images"),
+    ("make-eval-set", "synth", "build a labelled set (blur, JPEG, noise, pasted codes...) from clean photos"),
+    ("calibrate", "calibrate", "fit a fused model (several scores -> one probability) on labelled images"),
+)
+
+
+def _evaluation_module(module: str):
+    import importlib
+
+    return importlib.import_module(f"paddlemix_iqa.evaluation.{module}")
+
+
+def _evaluation_command(module: str):
+    def command(args: argparse.Namespace) -> int:
+        return _evaluation_module(module).run(args)
+
+    return command
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="paddlemix-iqa",
@@ -386,6 +408,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="delete the folder first")
     p.set_defaults(func=cmd_demo)
 
+    for name, module, summary in EVALUATION_COMMANDS:
+        p = sub.add_parser(name, help=summary, description=summary)
+        _evaluation_module(module).add_arguments(p)
+        p.set_defaults(func=_evaluation_command(module))
+
     p = sub.add_parser("weights", help="manage model weights", description="Manage model weights.")
     wsub = p.add_subparsers(dest="weights_command", metavar="ACTION", required=True)
     w = wsub.add_parser(
@@ -431,6 +458,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    from .evaluation import EvalError
     from .models.weights import ENV_HOME, WeightsNotFound
     from .pipeline.config import ConfigError, MissingWeights
 
@@ -443,7 +471,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (MissingWeights, WeightsNotFound) as exc:
         print(f"paddlemix-iqa {args.command}: error: missing model weights: {exc}", file=sys.stderr)
         return EXIT_WEIGHTS
-    except (ConfigError, UsageError) as exc:
+    except (ConfigError, UsageError, EvalError) as exc:
         print(f"paddlemix-iqa {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -108,7 +108,7 @@ def test_demo_run_and_report_end_to_end(tmp_path, capsys, monkeypatch):
         assert (run_dir / name).is_file(), name
     (run_dir / "report.html").unlink()
     assert main(["report", str(CONFIGS / "default.yaml"), "--png"]) == 0  # the config finds its run dir
-    assert (run_dir / "report.html").is_file() and (run_dir / "figures" / "hist_laplacian.png").is_file()
+    assert (run_dir / "report.html").is_file() and (run_dir / "figures" / "hist_fused.png").is_file()
     assert main(["report", str(tmp_path)]) == 2  # not a run
 
 

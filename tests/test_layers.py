@@ -42,6 +42,7 @@ LAYERS = {
     "scorers": 2,
     "ops": 3,
     "pipeline": 4,
+    "evaluation": 4,  # eval / make-eval-set / calibrate: labelled sets, tables, fitting (never imported by a run)
     "integrations": 5,
     "service": 5,
     "cli": 5,

@@ -52,7 +52,8 @@ def default_run(demo, tmp_path_factory):
 def test_default_config_rejects_every_degraded_demo_variant_with_its_reason(demo, default_run):
     out, summary = default_run
     expected = json.loads((demo / "expected.json").read_text())
-    ops = {next(iter(step)) for step in summary["config"]["process"]}
+    # the label each step's rejections start with: its name, or the op's
+    ops = {(params or {}).get("name", op) for step in summary["config"]["process"] for op, params in step.items()}
     kept = {r["id"]: r for r in read_jsonl(out / "kept.jsonl")}
     rejected = {r["id"]: r for r in read_jsonl(out / "rejected.jsonl")}
     assert len(kept) + len(rejected) == len(expected)
@@ -76,12 +77,12 @@ def test_scores_have_one_row_per_image_and_one_column_per_metric(demo, default_r
     rows = read_jsonl(out / "scores.jsonl")
     assert len(rows) == sum(len(r["images"]) if "images" in r else 1 for r in records)
     sharp = next(r for r in rows if r["image"] == "images/astronaut.jpg")
-    assert {"decodable", "resolution", "aspect_ratio", "laplacian", "laplacian_quality"} <= set(sharp)
-    assert sharp["laplacian"] > 100 and 0 < sharp["laplacian_quality"] < 1
+    assert {"decodable", "resolution", "aspect_ratio", "fused", "fused_quality"} <= set(sharp)
+    assert sharp["fused"] < 0.5 and sharp["fused_quality"] == 1 - sharp["fused"]  # p(blurred), the blur step
     missing = next(r for r in rows if r["image"] == "images/does_not_exist.jpg")
     assert "missing" in missing["error"] and missing["decodable"] is None
     blurred = next(r for r in rows if r["image"] == "images/astronaut_blur.jpg")
-    assert blurred["laplacian"] < sharp["laplacian"] / 10
+    assert blurred["fused"] > 0.99
 
 
 def test_report_is_one_self_contained_html_file(default_run):
@@ -91,7 +92,7 @@ def test_report_is_one_self_contained_html_file(default_run):
     assert not re.search(r'(src|href)="(?!data:|#)', page), "everything must be inlined (or an in-page link)"
     assert page.count("data:image/png;base64,") >= 4  # one histogram per metric
     assert page.count("data:image/jpeg;base64,") >= 10  # thumbnail strips
-    assert "min_score=0.2" in page and "laplacian_filter" in page
+    assert "max_value=0.899" in page and "<b>blur</b>" in page
     assert "decode_error: missing: file not found" in page  # per-reason counts
 
 
@@ -232,10 +233,10 @@ def test_a_different_config_does_not_resume_into_an_old_run(demo, tmp_path):
     run_pipeline(demo_config(demo, tmp_path, "default.yaml", "report=false"))
     with pytest.raises(ConfigError, match="--fresh"):
         run_pipeline(
-            demo_config(demo, tmp_path, "default.yaml", "report=false", "laplacian_filter.min_score=0.3")
+            demo_config(demo, tmp_path, "default.yaml", "report=false", "blur.max_value=0.95")
         )
     fresh = run_pipeline(
-        demo_config(demo, tmp_path, "default.yaml", "report=false", "laplacian_filter.min_score=0.3"),
+        demo_config(demo, tmp_path, "default.yaml", "report=false", "blur.max_value=0.95"),
         fresh=True,
     )
     assert fresh["processed"] == fresh["counts"]["records"]

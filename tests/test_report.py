@@ -111,8 +111,8 @@ def test_every_op_that_rejected_shows_its_threshold_or_its_reasons(demo_run):
     rules = {
         "resolution_filter": "min_width=64, min_height=64",
         "aspect_ratio_filter": "min_ratio=0.333, max_ratio=3",
-        "laplacian_filter": "min_score=0.2 (quality)",
-        "brisque_filter": "min_score=0.4 (quality)",
+        "blur": "max_value=0.899",  # the step's name; p(blurred) is native, not a quality
+        "brisque_filter": "min_score=0.49 (quality)",
     }
     for op, text in rules.items():
         assert re.search(rf"<b>{op}</b>: rejected \d+; thresholds: {re.escape(text)}", page), op
@@ -133,13 +133,13 @@ def test_worst_and_best_are_the_right_way_round_for_every_metric(demo_run):
     assert "demo-020" not in strip_ids(aspect, "best")
     resolution = section(page, "resolution")
     assert strip_ids(resolution, "worst")[0] == "demo-019"  # 48 x 32 < 64
-    laplacian = section(page, "laplacian")
-    worst = strip_ids(laplacian, "worst")
+    blur = section(page, "fused")  # the blur step: p(blurred), lower is better
+    worst = strip_ids(blur, "worst")
     assert {"demo-008", "demo-009", "demo-010"} <= set(worst[:6])  # the blurred ones
-    assert not {"demo-008", "demo-009", "demo-010"} & set(strip_ids(laplacian, "best"))
+    assert not {"demo-008", "demo-009", "demo-010"} & set(strip_ids(blur, "best"))
     brisque = section(page, "brisque")
     assert {"demo-012", "demo-013"} <= set(strip_ids(brisque, "worst")[:4])  # the noisy ones
-    for metric in ("resolution", "aspect_ratio", "laplacian", "brisque", "codes"):
+    for metric in ("resolution", "aspect_ratio", "fused", "brisque", "codes"):
         block = section(page, metric)
         assert len(strip_ids(block, "best")) > 0 and 'class="rid"' in block  # ids under thumbnails
 

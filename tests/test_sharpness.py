@@ -66,3 +66,54 @@ def test_blur_triplets_separate_at_every_size_with_one_threshold(metric):
                 k: scorer.normalize(scorer.score(resize_long_side(v, side))) for k, v in variants.items()
             }
             assert quality["S"] > 0.5 > max(quality["F"], quality["M"]), (scene, side, quality)
+
+
+# --- edge sharpness: the blur step's feature ------------------------------------------------------
+def _paddleclas_motion(image, k, angle):
+    from paddlemix_iqa.evaluation.synth import motion_blur
+
+    return motion_blur(image, k, angle)
+
+
+@pytest.mark.parametrize("blur", ["gaussian_k5", "motion_k5_0", "motion_k5_40", "motion_k5_-45"])
+def test_edge_sharpness_reads_even_the_mildest_paddleclas_blur_as_blurred(blur, photo):
+    """Kernel 5 is PaddleClas's mildest; motion leaves edges along it sharp, the softest direction sees it."""
+    scorer = get_scorer("edge_sharpness")
+    if blur == "gaussian_k5":
+        blurred = cv2.GaussianBlur(photo, (5, 5), 0)
+    else:
+        blurred = _paddleclas_motion(photo, 5, int(blur.rsplit("_", 1)[1]))
+    sharp, soft = scorer.score_batch([photo, blurred])
+    assert scorer.normalize(sharp) > 0.5 > scorer.normalize(soft), (sharp, soft)
+
+
+def test_edge_sharpness_does_not_depend_on_contrast_or_brightness(photo):
+    """A ratio of difference energies: halving the contrast and lifting the brightness leaves it."""
+    scorer = get_scorer("edge_sharpness")
+    dull = cv2.convertScaleAbs(photo, alpha=0.5, beta=60)
+    assert scorer.score(dull) == pytest.approx(scorer.score(photo), abs=0.05)
+
+
+def test_edge_sharpness_never_enlarges_and_scores_a_uniform_image_as_blurriest(photo):
+    scorer = get_scorer("edge_sharpness", working_size=1024)
+    small = resize_long_side(photo, 200)
+    assert scorer.decode_side == 1024
+    direct = get_scorer("edge_sharpness", working_size=200).score(small)
+    assert scorer.score(small) == direct  # a 200 px image is read at 200 px, not enlarged to 1024
+    flat = photo * 0 + 128
+    assert scorer.score(flat) == scorer.native_range[0] and scorer.normalize(scorer.native_range[0]) < 0.01
+    with pytest.raises(ValueError, match="direction"):
+        get_scorer("edge_sharpness", direction="diagonal")
+
+
+def test_edge_sharpness_separates_coco_photos_from_their_kernel5_blurs_better_than_laplacian():
+    from paddlemix_iqa.evaluation.metrics import roc_auc
+
+    photos = [load_image(p) for p in sorted(shared("photos/coco").glob("*.jpg"))[:24]]
+    blurred = [cv2.GaussianBlur(p, (5, 5), 0) for p in photos]
+    labels = [0] * len(photos) + [1] * len(blurred)
+    auc = {}
+    for metric in ("edge_sharpness", "laplacian"):
+        scorer = get_scorer(metric)
+        auc[metric] = roc_auc(scorer.normalize(scorer.score_batch(photos + blurred)), labels)
+    assert auc["edge_sharpness"] >= 0.99 and auc["edge_sharpness"] >= auc["laplacian"], auc

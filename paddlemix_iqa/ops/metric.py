@@ -105,7 +105,7 @@ class MetricFilter(ScorerOp):
             return Judgement(reason=f"{self.metric}: not_finite")
         reason = range_reason(f"{self.metric} quality", quality, self.min_score, self.max_score)
         if reason is None and (self.min_value is not None or self.max_value is not None):
-            reason = range_reason(f"{self.metric}", value, self.min_value, self.max_value)
+            reason = range_reason(self.scorer.value_label, value, self.min_value, self.max_value)
         return Judgement(value=value, quality=quality, reason=reason)
 
     def params(self) -> dict[str, Any]:

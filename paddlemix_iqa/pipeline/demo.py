@@ -133,12 +133,12 @@ def build_demo(out: str | Path = "demo", force: bool = False) -> dict[str, Any]:
         add(f"original {name}", save(f"{name}.jpg", img), None)
     for name in ("astronaut", "rocket", "camera"):
         blurred = cv2.GaussianBlur(photos[name], (0, 0), 3)
-        add(f"blurred {name}", save(f"{name}_blur.jpg", blurred), "laplacian_filter", "laplacian quality")
+        add(f"blurred {name}", save(f"{name}_blur.jpg", blurred), "blur", "p(blurred)")
     add(
         "motion-blurred coffee",
         save("coffee_motion.jpg", _motion_blur(photos["coffee"])),
-        "laplacian_filter",
-        "laplacian quality",
+        "blur",
+        "p(blurred)",
     )
     for i, name in enumerate(("astronaut", "camera", "ihc")):
         noisy = _noisy(photos[name], 50, seed=i)
@@ -147,15 +147,15 @@ def build_demo(out: str | Path = "demo", force: bool = False) -> dict[str, Any]:
         add(
             f"JPEG-crushed {name}",
             save(f"{name}_crushed.jpg", _crush(photos[name]), 95),
-            "laplacian_filter",
-            "laplacian quality",
+            "blur",
+            "p(blurred)",
         )
     code, real = qr_code("https://example.com/win-a-prize?id=12345", 160)
     for name in ("coffee", "hubble"):
         add(
             f"code-stamped {name}",
             save(f"{name}_qr.jpg", _stamp(photos[name], code), 95),
-            "code_filter",
+            "codes",
             "code",
         )
     add(

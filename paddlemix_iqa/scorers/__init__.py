@@ -20,7 +20,7 @@ __all__ = ["Scorer", "UnscorableImage", "get_scorer", "list_scorers", "register_
 #: the registry's name -> class (or "module:Class") table; tests plant scorers in it
 _REGISTRY = SCORERS.targets
 _CACHE: dict[tuple, Scorer] = {}
-_LOCK = threading.Lock()
+_LOCK = threading.RLock()  # re-entrant: a scorer may build the scorers it combines (fused)
 
 
 def list_scorers() -> list[str]:

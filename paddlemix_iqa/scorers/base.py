@@ -79,6 +79,11 @@ class Scorer(ABC):
         """
         return None
 
+    @property
+    def value_label(self) -> str:
+        """What the native value is called in rejection reasons (``laplacian 12.3 < 50``)."""
+        return self.name
+
     def score(self, image: np.ndarray) -> float:
         return float(self.score_batch([image])[0])
 

@@ -15,15 +15,16 @@ have no interior pixel to read.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from typing import Annotated
+from typing import Annotated, Literal
 
 import cv2
 import numpy as np
 
 from ..params import Bounds, check_params
 from ..registry import register_scorer
-from .base import Scorer, resize_long_side, saturating, to_gray, too_small
+from .base import Scorer, _like, resize_long_side, saturating, to_gray, too_small
 
 
 class SharpnessScorer(Scorer):
@@ -120,3 +121,103 @@ class GradientMeanScorer(SharpnessScorer):
 
     def response(self, gray):
         return np.sqrt(_sobel_squared(gray))
+
+
+#: the four directions (dy, dx) edge sharpness looks along: across columns, rows and both diagonals
+_DIRECTIONS = ((0, 1), (1, 0), (1, 1), (1, -1))
+
+
+@register_scorer("edge_sharpness")
+class EdgeSharpnessScorer(Scorer):
+    """How steep the strongest edges are, in the direction where they are softest (blur detection).
+
+    Along each of four directions, the log ratio of second- to first-difference energy over the
+    pixels with the largest first differences (the top ``1 - edge_quantile``): a step edge keeps
+    energy in the second difference, a blurred edge spreads into a ramp that has almost none.
+    Being a ratio, it does not depend on contrast or on how much of the image is textured, the
+    two things that make Laplacian variance misjudge flat-but-sharp and busy-but-blurred photos.
+    The softest direction is what catches motion blur, which leaves edges along the motion sharp.
+    ``step`` is the differences' spacing: 2 reads coarser blur and is blind to the 8-px block
+    steps of JPEG, which make a blurred image look a little sharp at step 1.
+
+    Measured on 64 COCO photos with PaddleClas's blur recipe (docs/accuracy.md): AUC 1.000
+    alone, against 0.986 for Laplacian variance at the same resolution. The image is scored at
+    its own resolution, shrunk (never enlarged: enlarging blurs) to ``working_size``. Native:
+    about -3 (heavy blur) to ``log 4`` (the bound of a single-pixel step), clipped below at -10,
+    which is also the score of an image without a single edge (uniform: blurry by any threshold);
+    quality is a logistic curve, 0.5 at ``midpoint``.
+    """
+
+    color = "gray"
+    measures = "sharpness"
+    #: log ratios are clipped to this range; an image with no edge at all (uniform) scores the floor
+    native_range = (-10.0, math.log(4.0))
+
+    def __init__(
+        self,
+        working_size: Annotated[int, Bounds(32, 8192)] = 1024,
+        edge_quantile: Annotated[float, Bounds(0.0, 0.999)] = 0.9,
+        step: Annotated[int, Bounds(1, 8)] = 1,
+        direction: Literal["softest", "sharpest", "mean"] = "softest",
+        midpoint: Annotated[float, Bounds(-10.0, 2.0)] = -0.4,
+        spread: Annotated[float, Bounds(1e-3, 10.0)] = 0.25,
+    ):
+        checked = check_params(EdgeSharpnessScorer.__init__, locals())
+        if direction not in ("softest", "sharpest", "mean"):
+            raise ValueError(f"direction must be softest, sharpest or mean, not {direction!r}")
+        self.working_size, self.edge_quantile = checked["working_size"], checked["edge_quantile"]
+        self.step = checked["step"]
+        self.direction, self.midpoint, self.spread = direction, checked["midpoint"], checked["spread"]
+
+    def check_image(self, image: np.ndarray) -> str | None:
+        side = min(self.working_size, max(image.shape[:2]))
+        return super().check_image(image) or too_small(image, 4 * self.step + 1, side)
+
+    def score_batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        self.require_scorable(images)
+        return np.array([self._score_one(image) for image in images], dtype=np.float64)
+
+    def direction_ratios(self, image: np.ndarray) -> np.ndarray:
+        """The log ratio along each of the four directions (for inspection; the score reduces them)."""
+        gray = to_gray(image)
+        if max(gray.shape[:2]) > self.working_size:
+            gray = resize_long_side(gray, self.working_size)
+        g = gray.astype(np.float32)
+        h, w = g.shape
+        m = 2 * self.step  # margin: every shifted view stays inside the image
+        ratios = []
+        for dy, dx in _DIRECTIONS:
+
+            def shifted(k: int, dy=dy * self.step, dx=dx * self.step) -> np.ndarray:
+                return g[m + k * dy : h - m + k * dy, m + k * dx : w - m + k * dx]
+
+            first = shifted(1) - shifted(0)
+            second = first - (shifted(0) - shifted(-1))
+            magnitude = np.abs(first).ravel()
+            cut = np.partition(magnitude, int(self.edge_quantile * (magnitude.size - 1)))[
+                int(self.edge_quantile * (magnitude.size - 1))
+            ]
+            edges = (magnitude > cut) if cut > 0 else (magnitude > 0)
+            if not edges.any():  # a direction with no change at all (stripes): nothing to read
+                ratios.append(np.nan)
+                continue
+            d1, d2 = first.ravel()[edges], second.ravel()[edges]
+            ratios.append(math.log(max(float(np.dot(d2, d2)), 1e-30) / float(np.dot(d1, d1))))
+        return np.clip(ratios, *self.native_range)
+
+    def _score_one(self, image: np.ndarray) -> float:
+        ratios = self.direction_ratios(image)
+        ratios = ratios[np.isfinite(ratios)]
+        reduce = {"softest": np.min, "sharpest": np.max, "mean": np.mean}[self.direction]
+        return float(reduce(ratios)) if ratios.size else self.native_range[0]  # no edge anywhere: blurriest
+
+    def normalize(self, native):
+        values = np.asarray(native, dtype=np.float64)
+        return _like(native, 1.0 / (1.0 + np.exp(-(values - self.midpoint) / self.spread)))
+
+    @property
+    def decode_side(self) -> int | None:
+        return self.working_size
+
+    def describe(self) -> dict:
+        return {**super().describe(), "direction": self.direction, "midpoint": self.midpoint}
