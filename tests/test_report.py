@@ -14,11 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 import paddlemix_iqa
 from paddlemix_iqa.pipeline import load_config, run_pipeline
 from paddlemix_iqa.pipeline import report as report_mod
+from paddlemix_iqa.pipeline.config import find_config
 from paddlemix_iqa.pipeline.demo import build_demo
 from paddlemix_iqa.pipeline.outputs import RecordResult, RunStore
 from paddlemix_iqa.pipeline.report import reason_kind, write_report
@@ -108,11 +110,14 @@ def test_the_page_is_self_contained_and_answers_what_was_thrown_away(demo_run):
 def test_every_op_that_rejected_shows_its_threshold_or_its_reasons(demo_run):
     page = (demo_run / "report.html").read_text(encoding="utf-8")
     assert "none (tagged only)" not in page
+    process = yaml.safe_load(find_config("default").read_text())["process"]
+    shipped = {op: params for step in process for op, params in step.items()}  # chosen from data
+    blur = shipped["fused_filter"]
     rules = {
         "resolution_filter": "min_width=64, min_height=64",
         "aspect_ratio_filter": "min_ratio=0.333, max_ratio=3",
-        "blur": "max_value=0.899",  # the step's name; p(blurred) is native, not a quality
-        "brisque_filter": "min_score=0.49 (quality)",
+        "blur": f"max_value={blur['max_value']}",  # the step's name; p(blurred) is native, not a quality
+        "brisque_filter": f"min_score={shipped['brisque_filter']['min_score']} (quality)",
     }
     for op, text in rules.items():
         assert re.search(rf"<b>{op}</b>: rejected \d+; thresholds: {re.escape(text)}", page), op

@@ -11,7 +11,9 @@ Only ``../shared/data/photos`` and their synthetic blurs, as the project's issue
 
 Features: edge sharpness (softest direction) at difference spacing 1 and 2; logistic
 regression; 5-fold cross-validation grouped by source photo; threshold at out-of-fold FPR
-<= 2% (``--target-fpr``). Deterministic: the same data and seed write the same file.
+<= 1% (``--target-fpr``): not one of the 69 clean photos, because each
+false positive allowed there costs about 1.5% FPR on photos the model never saw
+(``benchmarks/accuracy.py``), while blur TPR has room to spare. Deterministic: the same data and seed write the same file.
 
     python tools/train_blur_model.py [--out paddlemix_iqa/data/fused/blur.json] [--work DIR]
 """
@@ -75,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=str(ROOT / "paddlemix_iqa" / "data" / "fused" / "blur.json"))
     parser.add_argument("--work", help="keep the training images here (default: a temporary folder)")
-    parser.add_argument("--target-fpr", type=float, default=0.02)
+    parser.add_argument("--target-fpr", type=float, default=0.01)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if not PHOTOS.is_dir():
