@@ -331,29 +331,18 @@ def _progress(total: int) -> Callable[[int | None], None]:
 def choose_threshold(p: Sequence[float], y: Sequence[int], target_fpr: float) -> tuple[float, float, float]:
     """(t, FPR, TPR): ``p > t`` flags; the cut with FPR <= ``target_fpr`` and the highest TPR (the fewest
     false positives among equals), ``t`` the shortest decimal between the two probabilities it separates
-    (0.9, not 0.8989298941152942: a value a config can show)."""
+    (0.9, not 0.8989298941152942: a value a config can show).
+
+    Eval's rule on ``quality = -p``: ``-p < t'`` flags exactly when ``p > -t'``, so this is
+    :func:`~paddlemix_iqa.evaluation.metrics.threshold_for_fpr` with the sign turned.
+    """
     import numpy as np
 
-    p, y = np.asarray(p, dtype=np.float64), np.asarray(y)
-    neg, pos = np.sort(p[y == 0]), np.sort(p[y == 1])
-    cuts = np.unique(p)  # cut j flags p >= cuts[j]; j == len(cuts) flags nothing
-    fp = np.append(len(neg) - np.searchsorted(neg, cuts, "left"), 0)
-    tp = np.append(len(pos) - np.searchsorted(pos, cuts, "left"), 0)
-    feasible = fp / len(neg) <= target_fpr
-    feasible[-1] = True  # flagging nothing is always allowed
-    best = tp[feasible].max()
-    j = int(np.flatnonzero(feasible & (tp == best)).max())
-    if j == len(cuts):
-        t = 1.0
-    elif j == 0:  # every image flagged (only when target_fpr allows every negative): just below the lowest
-        t = max(0.0, float(np.nextafter(cuts[0], -np.inf)))
-    else:
-        from .metrics import _short_between
+    from .metrics import threshold_for_fpr
 
-        low, high = float(cuts[j - 1]), float(cuts[j])
-        t = -_short_between(-high, -low)  # the shortest decimal with low <= t < high: p > t flags from high up
-    fpr, tpr = float(np.mean(neg > t)), float(np.mean(pos > t))
-    return t, fpr, tpr
+    p, y = np.asarray(p, dtype=np.float64), np.asarray(y)
+    t = -threshold_for_fpr(-p, y, target_fpr) + 0.0  # + 0.0: no -0.0 in a model file
+    return t, float(np.mean(p[y == 0] > t)), float(np.mean(p[y == 1] > t))
 
 
 # --- fitting ------------------------------------------------------------------------------------
