@@ -11,6 +11,9 @@ exec((HERE / "paddlemix_iqa" / "_version.py").read_text(), version)
 PADDLE = ["paddlepaddle>=3.0"]  # GPU users install paddlepaddle-gpu themselves instead
 CONVERT = ["torch>=2.1", "x2paddle>=1.6.0", "six>=1.16", "requests>=2.25"]  # x2paddle imports six and requests
 TRAIN = ["scikit-learn>=1.3"]
+RAY = ["ray[data]>=2.40"]  # run --engine ray (integrations/ray.py)
+HF = ["datasets>=2.18"]  # integrations/hf.py: Hugging Face datasets map/filter
+SERVE = ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9", "prometheus-client>=0.20", "httpx>=0.27"]
 
 setup(
     name="paddlemix-iqa",
@@ -44,7 +47,10 @@ setup(
         "paddle": PADDLE,
         "convert": PADDLE + CONVERT,
         "train": TRAIN,
-        "test": PADDLE + TRAIN + ["pytest>=7.4", "ruff>=0.5", "playwright>=1.40"],  # playwright: report browser test
+        "serve": SERVE,  # paddlemix-iqa serve (FastAPI on uvicorn) and its client
+        "ray": PADDLE + RAY,
+        "hf": HF,
+        "test": PADDLE + TRAIN + SERVE + RAY + HF + ["pytest>=7.4", "ruff>=0.5", "playwright>=1.40"],  # playwright: report browser test
     },
     entry_points={"console_scripts": ["paddlemix-iqa=paddlemix_iqa.cli:main"]},
     classifiers=[

@@ -56,10 +56,31 @@ def make_code(kind: str, rng: np.random.Generator) -> tuple[np.ndarray, str]:
 
 
 def paste(
-    photo: np.ndarray, code: np.ndarray, size: int, angle: float, blur: float, rng: np.random.Generator
+    photo: np.ndarray,
+    code: np.ndarray,
+    size: int,
+    angle: float,
+    blur: float,
+    rng: np.random.Generator,
+    quality: int = 90,
 ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """``photo`` (RGB) with ``code`` as a white label (symbol long side ``size`` px, rotated ``angle``
     degrees), and the label's box (x, y, w, h)."""
+    image, box, _ = paste_with_symbol(photo, code, size, angle, blur, rng, quality)
+    return image, box
+
+
+def paste_with_symbol(
+    photo: np.ndarray,
+    code: np.ndarray,
+    size: float,
+    angle: float,
+    blur: float,
+    rng: np.random.Generator,
+    quality: int = 90,
+) -> tuple[np.ndarray, tuple[int, int, int, int], np.ndarray]:
+    """:func:`paste`, also giving the symbol's corners (4x2, x, y in the returned image; quiet zone
+    excluded). The whole image is blurred (Gaussian ``blur`` px) and saved as JPEG ``quality``."""
     dark = np.argwhere(code < 128)
     symbol = (dark.max(0) - dark.min(0) + 1).max()
     f = size / symbol
@@ -71,6 +92,8 @@ def paste(
     rot[:, 2] += (bw / 2 - w / 2, bh / 2 - h / 2)
     label = cv2.warpAffine(label, rot, (bw, bh), flags=cv2.INTER_LINEAR, borderValue=255)
     mask = cv2.warpAffine(np.ones((h, w), np.float32), rot, (bw, bh), flags=cv2.INTER_LINEAR)
+    (y0, x0), (y1, x1) = dark.min(0) * f, (dark.max(0) + 1) * f
+    corners = np.array([(x0, y0), (x1, y0), (x1, y1), (x0, y1)], np.float64)
     ph, pw = photo.shape[:2]
     grow = max(1.0, (bh + 4) / ph, (bw + 4) / pw)
     if grow > 1:  # the label must fit: enlarge the photo rather than crop the code
@@ -85,8 +108,9 @@ def paste(
     out = np.clip(out, 0, 255).astype(np.uint8)
     if blur:
         out = cv2.GaussianBlur(out, (0, 0), blur)
-    ok, jpg = cv2.imencode(".jpg", out[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
-    return cv2.imdecode(jpg, cv2.IMREAD_COLOR)[:, :, ::-1].copy(), (x, y, bw, bh)
+    ok, jpg = cv2.imencode(".jpg", out[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    quad = cv2.transform(corners[None], rot)[0] + (x, y)
+    return cv2.imdecode(jpg, cv2.IMREAD_COLOR)[:, :, ::-1].copy(), (x, y, bw, bh), quad.astype(np.float32)
 
 
 def sample(photo: np.ndarray, kind: str, size: int, angle: float, blur: float, seed: int):
@@ -174,7 +198,9 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default=str(Path(__file__).with_name("eval_codes.md")))
     parser.add_argument(
-        "--write-docs", action="store_true", help=f"also replace the generated block in {DOCS.relative_to(ROOT)}"
+        "--write-docs",
+        action="store_true",
+        help=f"also replace the generated block in {DOCS.relative_to(ROOT)}",
     )
     args = parser.parse_args(argv)
 

@@ -5,6 +5,8 @@ quality threshold, the threshold is not typed by hand:
 
 - a ``fused_filter`` step takes its model's own threshold (chosen by ``calibrate
   --target-fpr`` on out-of-fold probabilities, e.g. ``tools/train_blur_model.py``);
+- the ``min_confidence`` of a ``code_filter`` step is the code model's own (chosen by
+  ``tools/fit_code_model.py`` on held-out photos at FPR <= 1%);
 - a PULC step keeps PaddleClas's published default (0.5); its FPR/TPR are measured only when
   the weights are installed, otherwise PaddleClas's published points stand in the docs;
 - any other threshold (``min_score`` of a weight-free metric) is the one with the highest TPR
@@ -56,7 +58,7 @@ POSITIVES = {
 HARD_SUBSETS = ("gaussian_k5", "motion_k5")
 #: threshold kinds that judge image quality; width, height, ratio and file size bounds are dataset
 #: policy (the host's defaults), not chosen from accuracy data
-QUALITY_KINDS = frozenset({"score", "value", "coverage", "probability"})
+QUALITY_KINDS = frozenset({"score", "value", "coverage", "probability", "confidence"})
 MARK = "# from benchmarks/thresholds.py"
 CHUNK = 16
 
@@ -161,6 +163,12 @@ def choose(shipped: Shipped, items: list, target_fpr: float, workers: int) -> No
         shipped.policy = (
             f"the model's: out-of-fold FPR {t['cv_fpr']:.1%} (target {t['target_fpr']:.0%}), TPR {t['cv_tpr']:.1%}"
         )
+        return
+    if shipped.param == "min_confidence" and shipped.metric == "codes":
+        from paddlemix_iqa.scorers.codes import load_model as load_code_model
+
+        shipped.value = load_code_model(shipped.params.get("model")).min_confidence
+        shipped.policy = "the code model's (tools/fit_code_model.py: cross-validated over photos, FPR <= 1%)"
         return
     if shipped.metric.startswith("pulc_"):
         shipped.value = 0.5

@@ -89,7 +89,9 @@ def test_second_pass_for_small_codes_in_large_images(photo):
     image, text, _ = _labelled(big, "qr", 160, seed=0)
     report = CodeScorer(working_size=640, full_size=None).detect(image)
     assert [c.text for c in report.codes] == [text] and report.passes == 2
-    assert CodeScorer(working_size=640, full_size=None).detect(big).passes == 1  # no code-like region: one pass
+    assert (
+        CodeScorer(working_size=640, full_size=None).detect(big).passes == 1
+    )  # no code-like region: one pass
 
 
 def _write(tmp_path: Path, name: str, image: np.ndarray) -> str:
@@ -171,3 +173,81 @@ def test_detection_rate_on_coco(scorer, kind, sizes, angles):
 def test_finds_the_bar_code_of_the_paddleclas_demo(scorer):
     report = scorer.detect(load_image(shared("photos", "paddleclas_demo", "code_10091.jpg")))
     assert report.count >= 1 and "1d" in {c.family for c in report.codes}
+
+
+# --- likely codes: found without decoding (detect="likely", the default) -------------------
+_dspec = importlib.util.spec_from_file_location(
+    "eval_codes_degraded", Path(__file__).resolve().parents[1] / "benchmarks" / "eval_codes_degraded.py"
+)
+eval_degraded = importlib.util.module_from_spec(_dspec)
+_dspec.loader.exec_module(eval_degraded)
+
+
+def _blurred(photo, kind: str, size: float, blur: float, seed: int, angle: float = 20.0):
+    """A code too blurred (or small) to decode, pasted like the degraded set's."""
+    rng = np.random.default_rng(seed)
+    code, _ = eval_degraded.make_code(kind, "short", rng)
+    image, _, quad = eval_codes.paste_with_symbol(photo, code, size, angle, blur, rng, 60)
+    return image, quad
+
+
+def test_model_file_and_defaults():
+    from paddlemix_iqa.scorers import codes
+
+    model = codes.load_model()
+    assert model.min_confidence == codes.DEFAULT_MIN_CONFIDENCE
+    assert CodeScorer().min_confidence == codes.DEFAULT_MIN_CONFIDENCE
+    op = build_op("code_filter")
+    assert op.min_confidence == codes.DEFAULT_MIN_CONFIDENCE and op.detect == "likely"
+    assert op.thresholds() == {"max_coverage": None, "min_confidence": codes.DEFAULT_MIN_CONFIDENCE}
+    assert {codes.family(k) for k in codes.LIKELY_KINDS} == {"qr", "datamatrix", "1d"}
+    for bad in ({"detect": "maybe"}, {"min_confidence": 1.5}, {"min_confidence": -0.1}):
+        with pytest.raises(ValueError):
+            build_op("code_filter", **bad)
+    with pytest.raises(RuntimeError, match="cannot read the code model"):
+        CodeScorer(model="/nonexistent/code_model.json")
+
+
+@pytest.mark.parametrize(
+    "kind, size, blur", [("qr", 110, 2.0), ("ean13", 90, 1.7), ("code128", 90, 1.7), ("datamatrix", 90, 1.7)]
+)
+def test_likely_finds_codes_too_blurred_to_decode(photo, kind, size, blur):
+    hits = []
+    for seed in range(4):
+        image, quad = _blurred(photo, kind, size, blur, seed)
+        assert CodeScorer(detect="decoded").detect(image).count == 0  # no reader resolves it
+        report = CodeScorer().detect(image)
+        assert report.count == 0 and all(c.kind.endswith("?") and not c.decoded for c in report.likely)
+        hits.append(any(eval_degraded.on_symbol(c.polygon, quad) for c in report.likely))
+        assert report.coverage > 0 or not hits[-1]
+    assert sum(hits) >= 3, hits
+
+
+def test_code_filter_rejects_likely_codes_and_says_so(tmp_path, photo):
+    image, quad = _blurred(photo, "qr", 110, 2.0, 0)
+    name = _write(tmp_path, "blurred.jpg", image)
+    item = {"image": name}
+    assert build_op("code_filter", root=tmp_path)(item) is None
+    assert "detected but not decoded" in item["__iqa_reject"], item["__iqa_reject"]
+    (likely,) = [c for c in item["__tag_codes_likely"] if c["kind"] == "qr?"][:1]
+    assert likely["confidence"] >= build_op("code_filter").min_confidence
+    polygon = np.array(likely["polygon"], np.float32)
+    assert polygon.shape == (4, 2) and eval_degraded.on_symbol(polygon, quad)
+    assert item["__tag_codes_count"] >= 1 and "qr?" in item["__tag_codes_kinds"]
+    assert 0 < item["__tag_codes_raw"] < 0.1
+    # the decoded-only filter keeps it, as before; a stricter threshold too
+    assert build_op("code_filter", detect="decoded", root=tmp_path)({"image": name}) is not None
+    assert build_op("code_filter", min_confidence=1.0, root=tmp_path)({"image": name}) is not None
+    assert build_op("code_filter", kinds=["1d"], root=tmp_path)({"image": name}) is not None
+
+
+def test_likely_codes_do_not_repeat_decoded_ones(photo):
+    image, text, _ = _labelled(photo, "qr", 120, angle=15, seed=2)
+    report = CodeScorer().detect(image)
+    assert [c.text for c in report.codes] == [text] and report.likely == []
+
+
+def test_few_likely_codes_on_clean_coco(scorer):
+    photos = _coco()
+    flagged = [i for i, r in enumerate(scorer.detect_batch(photos)) if r.likely]
+    assert len(flagged) <= 1, flagged  # FPR <= 1.6% on the 64 photos (their full-size views)

@@ -41,10 +41,13 @@ LAYERS = {
     "models": 1,
     "scorers": 2,
     "ops": 3,
+    "dedup": 3,  # near-duplicate search and grouping (near_pairs, union-find, the dedup op); hashes come from scorers
     "pipeline": 4,
     "evaluation": 4,  # eval / make-eval-set / calibrate: labelled sets, tables, fitting (never imported by a run)
     "integrations": 5,
-    "service": 5,
+    "service": 5,  # serve: the HTTP scoring service
+    "client": 5,  # the HTTP client of the service (score --server)
+    "monitor": 5,  # monitor run / report: a metric's time series per source, alerts
     "cli": 5,
     "testing": 5,  # the contract checks (paddlemix_iqa.testing) a plugin's tests run too
     "__init__": 6,

@@ -203,7 +203,7 @@ def test_code_filter_takes_every_codes_scorer_parameter():
             {"min_score": 0.2, "max_score": None, "min_value": None, "max_value": None},
             {"min_score", "max_score"},
         ),
-        ("code_filter", {"max_coverage": 0.3}, {"max_coverage": 0.3}, set()),
+        ("code_filter", {"max_coverage": 0.3}, {"max_coverage": 0.3, "min_confidence": 0.5}, set()),
         (
             "resolution_filter",
             {"min_width": 64},
@@ -225,7 +225,7 @@ def test_each_op_says_its_thresholds(name, params, bounds, quality):
     assert entry["lines"] == [
         {"label": f"{k}={v:g}", "x": float(v), "scale": "quality" if k in quality else "value"}
         for k, v in bounds.items()
-        if v is not None
+        if v is not None and k != "min_confidence"  # a likely code's confidence: not on the coverage axis
     ]
 
 

@@ -117,3 +117,35 @@ def test_edge_sharpness_separates_coco_photos_from_their_kernel5_blurs_better_th
         scorer = get_scorer(metric)
         auc[metric] = roc_auc(scorer.normalize(scorer.score_batch(photos + blurred)), labels)
     assert auc["edge_sharpness"] >= 0.99 and auc["edge_sharpness"] >= auc["laplacian"], auc
+
+
+@pytest.mark.parametrize(
+    ("metric", "params"),
+    [("laplacian", {}), ("tenengrad", {"tiles": 3}), ("edge_sharpness", {}), ("fused", {"model": "blur"})],
+)
+def test_ops_share_one_grey_working_copy_and_the_scores_do_not_change(metric, params, photo):
+    """An op hands these scorers the image's grey copy at their working size, made once per image."""
+    from paddlemix_iqa.io import DecodedImage
+    from paddlemix_iqa.ops import build_op
+
+    scorer = get_scorer(metric, **params)
+    assert scorer.accepts_gray_copy
+    big = cv2.resize(photo, (2400, 1600), interpolation=cv2.INTER_CUBIC)
+    for pixels in (big, photo[:300, :200]):  # shrunk to the working size; smaller than it
+        image = DecodedImage(pixels, pixels.shape[1], pixels.shape[0], "x.png", 0, "PNG")
+        verdict = build_op(f"{metric}_tagger", **params).judge([image])[0]
+        assert verdict.value == scorer.score(pixels)  # exactly the score of the colour image
+        copies = dict(image.views)
+        assert any(v.ndim == 2 for v in copies.values())
+        build_op(f"{metric}_tagger", **params).judge([image])
+        assert all(image.views[k] is v for k, v in copies.items())  # reused, not made again
+
+
+def test_a_fused_model_reading_the_image_size_gets_the_colour_pixels():
+    from paddlemix_iqa.scorers.fused import FeatureSet
+
+    sharp = {"name": "sharp", "metric": "edge_sharpness"}
+    features = FeatureSet.from_dicts([sharp, {"name": "size", "image": "log_long_side"}])
+    assert not features.accepts_gray_copy(1024)
+    assert FeatureSet.from_dicts([sharp]).accepts_gray_copy(1024)
+    assert not FeatureSet.from_dicts([sharp, {"name": "lap", "metric": "laplacian"}]).accepts_gray_copy(1024)

@@ -21,7 +21,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -75,6 +75,8 @@ class DecodedImage:
     file_size: int
     format: str | None
     n_frames: int = 1  # TIFF pages are counted up to MAX_COUNTED_FRAMES
+    #: derived copies (grey, grey at a working size) made once and shared by the ops of a chain
+    views: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 # --- references -> paths ------------------------------------------------------------------

@@ -223,6 +223,12 @@ class ImageOp:
         others are on the native value."""
         return frozenset(n for n, kind in _threshold_kinds(type(self)).items() if kind == "score")
 
+    @property
+    def unplotted_thresholds(self) -> frozenset[str]:
+        """Thresholds on neither the quality nor the native value (a likely code's confidence):
+        the report draws no line for them on the metric's histogram."""
+        return frozenset(n for n, kind in _threshold_kinds(type(self)).items() if kind == "confidence")
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params().items() if v is not None)
         return f"{type(self).__name__}({args})"

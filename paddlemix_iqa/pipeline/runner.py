@@ -53,6 +53,7 @@ def op_thresholds(op: Any) -> dict[str, Any]:
     says = getattr(op, "thresholds", None)
     bounds = {} if getattr(op, "keep_all", False) or not callable(says) else says()
     quality = getattr(op, "quality_thresholds", frozenset())
+    bounds = {k: v for k, v in bounds.items() if k not in getattr(op, "unplotted_thresholds", ())}
     lines = [
         {"label": f"{k}={v:g}", "x": float(v), "scale": "quality" if k in quality else "value"}
         for k, v in bounds.items()

@@ -190,6 +190,12 @@ class FeatureSet:
     def names(self) -> list[str]:
         return [f.name for f in self.features]
 
+    def accepts_gray_copy(self, side: int | None) -> bool:
+        """True when every feature is a scorer that accepts the grey copy at ``side`` (no size feature)."""
+        return all(f.scorer_key is not None for f in self.features) and all(
+            s.accepts_gray_copy and s.working_size == side for s in self._built.values()
+        )
+
     @property
     def decode_side(self) -> int | None:
         """The largest decode side of the scorers (None if one needs full resolution, or none is used)."""
@@ -586,6 +592,11 @@ class FusedScorer(Scorer):
         self.feature_set = self.model.feature_set
         self.neural = self.feature_set.neural  # an instance fact: it depends on the model's features
         self.working_size = self.feature_set.decode_side
+        # one shared grey copy serves every feature (the two edge_sharpness of the blur model) when
+        # each would make that same copy itself and no feature reads the image's size
+        self.accepts_gray_copy = self.feature_set.accepts_gray_copy(self.working_size)
+        if self.accepts_gray_copy:
+            self.color = "gray"
 
     @property
     def decode_side(self) -> int | None:

@@ -32,6 +32,7 @@ class SharpnessScorer(Scorer):
 
     color = "gray"
     measures = "sharpness"
+    accepts_gray_copy = True  # to_gray, then resize_long_side to working_size: a shared copy is the same
     #: native value mapped to quality 0.5; a starting threshold measured on real photos (README)
     midpoint: float = 1.0
 
@@ -150,6 +151,7 @@ class EdgeSharpnessScorer(Scorer):
 
     color = "gray"
     measures = "sharpness"
+    accepts_gray_copy = True  # to_gray, then shrunk to working_size (never enlarged)
     #: log ratios are clipped to this range; an image with no edge at all (uniform) scores the floor
     native_range = (-10.0, math.log(4.0))
 
@@ -182,9 +184,14 @@ class EdgeSharpnessScorer(Scorer):
         gray = to_gray(image)
         if max(gray.shape[:2]) > self.working_size:
             gray = resize_long_side(gray, self.working_size)
-        g = gray.astype(np.float32)
+        if gray.dtype != np.uint8:
+            gray = np.clip(gray, 0, 255).astype(np.uint8)
+        # differences of uint8 pixels are small integers: int16 holds them exactly, and the
+        # top-quantile cut comes from a 256-bin histogram of |first| instead of a partition
+        g = gray.astype(np.int16)
         h, w = g.shape
         m = 2 * self.step  # margin: every shifted view stays inside the image
+        levels = np.arange(256, dtype=np.float64)
         ratios = []
         for dy, dx in _DIRECTIONS:
 
@@ -194,15 +201,15 @@ class EdgeSharpnessScorer(Scorer):
             first = shifted(1) - shifted(0)
             second = first - (shifted(0) - shifted(-1))
             magnitude = np.abs(first).ravel()
-            cut = np.partition(magnitude, int(self.edge_quantile * (magnitude.size - 1)))[
-                int(self.edge_quantile * (magnitude.size - 1))
-            ]
-            edges = (magnitude > cut) if cut > 0 else (magnitude > 0)
-            if not edges.any():  # a direction with no change at all (stripes): nothing to read
+            counts = np.bincount(magnitude, minlength=256)
+            rank = int(self.edge_quantile * (magnitude.size - 1))
+            cut = int(np.searchsorted(np.cumsum(counts), rank, side="right"))  # the rank-th smallest
+            energy1 = float(counts[cut + 1 :] @ (levels[cut + 1 :] ** 2))  # over the edges: |first| > cut
+            if energy1 == 0:  # a direction with no change at all (stripes): nothing to read
                 ratios.append(np.nan)
                 continue
-            d1, d2 = first.ravel()[edges], second.ravel()[edges]
-            ratios.append(math.log(max(float(np.dot(d2, d2)), 1e-30) / float(np.dot(d1, d1))))
+            d2 = second.ravel()[magnitude > cut].astype(np.int32)
+            ratios.append(math.log(max(float(np.dot(d2, d2)), 1e-30) / energy1))
         return np.clip(ratios, *self.native_range)
 
     def _score_one(self, image: np.ndarray) -> float:
