@@ -403,7 +403,9 @@ def check_op_reports_its_thresholds(op: ImageOp) -> None:
     entry = op_thresholds(op)
     json.dumps(entry, allow_nan=False)
     assert entry["op"] == op.name and entry["metric"] == op.metric, entry
-    drawn = {} if op.keep_all else {k: v for k, v in bounds.items() if v is not None}
+    unplotted = getattr(op, "unplotted_thresholds", frozenset())
+    assert set(unplotted) <= set(bounds), "unplotted_thresholds names a bound thresholds() lacks"
+    drawn = {} if op.keep_all else {k: v for k, v in bounds.items() if v is not None and k not in unplotted}
     assert [ln["x"] for ln in entry["lines"]] == [float(v) for v in drawn.values()], entry
     for line, name in zip(entry["lines"], drawn, strict=True):
         assert line["label"].startswith(f"{name}=") and line["scale"] in ("quality", "value"), line

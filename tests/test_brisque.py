@@ -18,6 +18,7 @@ from conftest import shared
 from paddlemix_iqa import iqa_brisque, iqa_tagger
 from paddlemix_iqa.io import load_image
 from paddlemix_iqa.ops import ERROR_KEY, REJECT_KEY, build_op
+from paddlemix_iqa.scorers import brisque as B
 from paddlemix_iqa.scorers import get_scorer
 from paddlemix_iqa.scorers.brisque import (
     DEFAULT_MODEL,
@@ -56,7 +57,9 @@ def test_official_scores_on_tid2013(scorer, name):
 def test_converter_reproduces_the_package_model(tmp_path):
     release = shared("brisque")
     out = tmp_path / "live.npz"
-    subprocess.run([sys.executable, str(REPO / "tools" / "convert_brisque_model.py"), str(release), str(out)], check=True)
+    subprocess.run(
+        [sys.executable, str(REPO / "tools" / "convert_brisque_model.py"), str(release), str(out)], check=True
+    )
     assert (tmp_path / "BRISQUE_NOTICE.txt").read_text() == (release / "NOTICE.txt").read_text()
     ours, theirs = np.load(out), np.load(DEFAULT_MODEL)
     for key in ("support_vectors", "coefs", "rho", "gamma", "feature_min", "feature_max"):
@@ -78,7 +81,9 @@ def _matlab_imresize_half_1d(a: np.ndarray, axis: int) -> np.ndarray:
     left = np.floor(u - 4.0)
     idx = left[:, None] + np.arange(10)[None, :]
     x = np.abs(0.5 * (u[:, None] - idx))
-    cubic = (1.5 * x**3 - 2.5 * x**2 + 1) * (x <= 1) + (-0.5 * x**3 + 2.5 * x**2 - 4 * x + 2) * ((x > 1) & (x <= 2))
+    cubic = (1.5 * x**3 - 2.5 * x**2 + 1) * (x <= 1) + (-0.5 * x**3 + 2.5 * x**2 - 4 * x + 2) * (
+        (x > 1) & (x <= 2)
+    )
     w = 0.5 * cubic
     w /= w.sum(axis=1, keepdims=True)
     aux = np.concatenate([np.arange(n), np.arange(n - 1, -1, -1)])  # 1-based [1..n, n..1], minus 1
@@ -126,7 +131,9 @@ def test_quality_ranks_distortions_and_uses_the_host_mapping(photo, scorer):
     native = scorer.score_batch([photo, blurred, noisy])
     assert native[0] < native[1] and native[0] < native[2]
     assert native.tolist() == pytest.approx([scorer.score(x) for x in (photo, blurred, noisy)])
-    assert scorer.normalize(native).tolist() == pytest.approx(((100 - np.clip(native, 0, 100)) / 100).tolist())
+    assert scorer.normalize(native).tolist() == pytest.approx(
+        ((100 - np.clip(native, 0, 100)) / 100).tolist()
+    )
     assert scorer.normalize(-3.0) == 1.0 and scorer.normalize(120.0) == 0.0 and scorer.normalize(25.0) == 0.75
     assert scorer.score_batch([]).shape == (0,)
 
@@ -151,6 +158,108 @@ def test_features_are_36_finite_numbers(photo):
     feats = brisque_features(photo)
     assert feats.shape == (36,) and np.isfinite(feats).all()
     assert 0.2 <= feats[0] <= 10 and 0.2 <= feats[18] <= 10  # GGD shapes from the alpha table
+
+
+# --- how the work is split: bands, strips, sampling --------------------------------------
+
+
+def _reference_sums(mscn: np.ndarray) -> np.ndarray:
+    """The 22 moment sums written out plainly: whole-image float64 products with np.roll (MATLAB circshift)."""
+    m = mscn.astype(np.float64)
+    out = [np.sum(m * m), np.sum(np.abs(m))]
+    for dy, dx in B.SHIFTS:
+        p = m * np.roll(m, (dy, dx), axis=(0, 1))
+        out += [np.sum(p * p), np.sum(np.abs(p)), np.sum(p[p > 0] ** 2), np.sum(p > 0), np.sum(p != 0)]
+    return np.asarray(out)
+
+
+@pytest.mark.parametrize("band_pixels", [600, 4096, 1 << 16])
+def test_band_sums_wrap_around_like_circshift(photo, band_pixels, monkeypatch):
+    """Summed over bands of any height (odd ones included), the sums are the whole image's, neighbours
+    wrapping around both edges; flat areas (exact zeros) are counted as neither sign."""
+    gray = rgb2gray(photo)[:301, :257].copy()
+    gray[200:260, 100:180] = 77  # a flat area: MSCN exactly 0 there
+    monkeypatch.setattr(B, "BAND_PIXELS", band_pixels)
+    for image in (gray, imresize_half(gray)):
+        mscn = B._mscn(image)
+        assert (mscn == 0).sum() > 0
+        np.testing.assert_allclose(B._scale_sums(image, mscn), _reference_sums(mscn), rtol=1e-7)
+
+
+def test_mscn_is_the_same_whatever_the_strips(photo, monkeypatch):
+    gray = rgb2gray(photo)
+    whole = B._mscn_block(gray)
+    monkeypatch.setattr(B, "BAND_PIXELS", 2 * 512 * 5)  # strips of 5 rows (at least 48: clamp below)
+    np.testing.assert_array_equal(B._mscn(gray), whole)
+    np.testing.assert_array_equal(B._mscn_rows(B._Rows(gray), 100, 140), whole[100:140])
+
+
+@pytest.mark.parametrize("shape", [(301, 257), (300, 256)])
+def test_half_scale_rows_made_on_demand_are_the_whole_half_image(shape):
+    gray = np.random.default_rng(3).integers(0, 256, shape, dtype=np.uint8)
+    half = imresize_half(gray)
+    rows = B._Rows(gray, half_of=gray)
+    assert (rows.height, rows.width) == half.shape
+    for top, bottom in [(0, 5), (7, 40), (140, rows.height), (0, rows.height)]:
+        np.testing.assert_array_equal(rows.rows(top, bottom), half[top:bottom])
+
+
+def test_band_mscn_made_on_demand_is_the_whole_images(photo):
+    """A sampled band's MSCN rows (with their wrapped neighbour rows) are exactly the whole image's, at both
+    scales: the sampled estimate differs from the exact score only by the rows it leaves out."""
+    gray = rgb2gray(photo)[:, :301].copy()
+    half = imresize_half(gray)
+    for scale, whole_image in ((B._Rows(gray), gray), (B._Rows(gray, half_of=gray), half)):
+        whole = B._mscn(whole_image)
+        wrapped = np.vstack([whole[-1:], whole, whole[:1]])  # row -1 is the last row, row h the first
+        h = whole.shape[0]
+        for top, bottom in [(0, 16), (40, 72), (h - 17, h)]:
+            np.testing.assert_array_equal(B._band_ext(scale, top, bottom), wrapped[top : bottom + 2])
+
+
+def test_sampled_bands_cover_both_edges_and_stand_for_the_rest():
+    bands, weight = B._sampled_bands(3000, 4000, 1_000_000)
+    tops = [top for top, _ in bands]
+    assert bands[0] == (0, B.SAMPLE_BAND) and bands[-1][1] == 3000 and all(t % 2 == 0 for t in tops)
+    assert all(b0[1] <= b1[0] for b0, b1 in zip(bands, bands[1:], strict=False))  # sorted, no overlap
+    middle = bands[-1][0] - bands[0][1]
+    assert weight * (len(bands) - 2) * B.SAMPLE_BAND == pytest.approx(middle)
+    assert len(bands) >= B.MIN_BANDS and sum(b - t for t, b in bands) < 3000 / 2
+    assert B._sampled_bands(960, 1000, 1_000_000) is None  # up to 1 MP: read whole
+    assert B._sampled_bands(1100, 1100, 1_000_000) is None  # the bands would cover more than half
+
+
+def _large_photo() -> np.ndarray:
+    """A 1536x1024 (1.6 MP) gray image of real photos at their native scale, tiled 3 x 2."""
+    from skimage import data
+
+    tiles = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket(), data.immunohistochemistry()]
+    tiles = [rgb2gray(np.ascontiguousarray(t[:400, :512])) for t in tiles] + [data.camera()[:400, :512]]
+    tiles = [np.pad(t, ((0, 512 - t.shape[0]), (0, 512 - t.shape[1])), mode="reflect") for t in tiles]
+    return np.vstack([np.hstack(tiles[:3]), np.hstack(tiles[3:])])
+
+
+def test_sampling_reads_native_scale_bands_of_large_images_only(photo):
+    exact, sampled = get_scorer("brisque"), get_scorer("brisque", sample_pixels=1 << 18)
+    assert sampled.score(photo) == exact.score(photo)  # up to 1 MP: exact
+    large = _large_photo()
+    assert large.shape == (1024, 1536) and B._sampled_bands(1024, 1536, 1 << 18) is not None
+    sampled_score, exact_score = sampled.score(large), exact.score(large)
+    assert sampled_score != exact_score  # really sampled...
+    assert sampled_score == pytest.approx(exact_score, abs=3)  # ...at native scale: close to the exact score
+    shrunk = get_scorer("brisque").score(cv2.resize(large, (768, 512), interpolation=cv2.INTER_AREA))
+    assert abs(shrunk - exact_score) > abs(sampled_score - exact_score)
+    assert get_scorer("brisque", sample_pixels=1 << 18).describe()["sample_pixels"] == 1 << 18
+    with pytest.raises(ValueError, match="sample_pixels"):
+        get_scorer("brisque", sample_pixels=100)
+
+
+def test_scorer_declares_gray_and_scores_a_gray_image_as_is(photo, scorer):
+    """A pipeline may hand one shared gray (2-D uint8) image: it is scored with no conversion."""
+    assert scorer.color == "gray"
+    gray = rgb2gray(photo)
+    assert scorer.score(gray) == pytest.approx(float(scorer.model.predict(brisque_features(gray))[0]))
+    assert scorer.score(np.ascontiguousarray(gray[::-1])) != scorer.score(gray)  # it reads the pixels
 
 
 # --- ops -------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ class Scorer(ABC):
     higher_is_better: ClassVar[bool] = True
     #: the native score's usual range (``math.inf`` for unbounded)
     native_range: ClassVar[tuple[float, float]] = (0.0, math.inf)
-    #: colour the metric works on; images still arrive as RGB, this documents the conversion
+    #: colour the metric works on; images arrive as RGB, and a gray scorer also accepts a 2-D uint8 gray image
     color: ClassVar[Literal["rgb", "gray"]] = "rgb"
     #: long side (pixels) the metric wants; ``None`` means full resolution
     working_size: int | None = None

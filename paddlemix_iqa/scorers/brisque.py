@@ -9,6 +9,11 @@ lookup in the release's alpha table, and the second scale by MATLAB's
 kernel over the support vectors of the package's ``brisque_live.npz`` (converted
 from the release by ``tools/convert_brisque_model.py``; see ``BRISQUE_NOTICE.txt``).
 
+The scorer works on gray (``color = "gray"``): a 2-D uint8 image is scored as the
+reference's gray image, with no conversion; an RGB image is first converted by
+:func:`rgb2gray`. Per pixel the work is float64 local statistics (they cancel), a
+float32 MSCN map and moment sums accumulated in double over cache-sized bands.
+
 Native score: lower is better, about 0..100 (not clamped, as in the reference).
 Normalised quality: ``(100 - clip(s, 0, 100)) / 100``, the host's mapping.
 
@@ -39,9 +44,7 @@ from .base import Scorer, _like, is_flat, resize_long_side, too_small
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "data" / "brisque_live.npz"
 
 #: MATLAB rgb2gray weights: the first row of inv of the NTSC YIQ matrix
-_RGB2GRAY = np.linalg.inv(
-    np.array([[1.0, 0.956, 0.621], [1.0, -0.272, -0.647], [1.0, -1.106, 1.703]])
-)[0]
+_RGB2GRAY = np.linalg.inv(np.array([[1.0, 0.956, 0.621], [1.0, -0.272, -0.647], [1.0, -1.106, 1.703]]))[0]
 
 N_FEATURES = 36
 #: the smallest side scored: the half-size scale then still holds a 7x7 window plus its border
@@ -50,8 +53,8 @@ MIN_SIDE = 16
 #: float maps cost ~20 bytes a pixel (4 GB for a 200-MP image), and a crop keeps the
 #: scale the statistics depend on, where shrinking would not.
 MAX_PIXELS = 32_000_000
-#: rows per strip for the per-pixel stages (a few hundred KB of float64 per temporary)
-STRIP = 128
+#: pixels per strip of the colour-to-gray step (its float64 temporaries stay in the 512 KB L2 cache)
+GRAY_STRIP_PIXELS = 1 << 14
 
 
 class ImageTooSmall(ValueError):
@@ -65,11 +68,12 @@ def rgb2gray(image: np.ndarray) -> np.ndarray:
     if image.shape[2] == 1:
         return image[:, :, 0]
     out = np.empty(image.shape[:2], np.uint8)
-    for top in range(0, image.shape[0], STRIP):  # strips: the float64 temporaries stay in cache
-        rgb = np.asarray(image[top : top + STRIP, :, :3], dtype=np.float64)
+    rows = max(1, GRAY_STRIP_PIXELS // image.shape[1])
+    for top in range(0, image.shape[0], rows):  # strips: the float64 temporaries stay in cache
+        rgb = np.asarray(image[top : top + rows, :, :3], dtype=np.float64)
         gray = cv2.transform(rgb, _RGB2GRAY.reshape(1, 3))
         gray += 0.5  # values are >= 0: floor(x + 0.5) is MATLAB's round
-        out[top : top + STRIP] = np.floor(gray, out=gray)
+        out[top : top + rows] = np.floor(gray, out=gray)
     return out
 
 
@@ -85,7 +89,9 @@ def _cubic(x: np.ndarray) -> np.ndarray:
     """Keys cubic kernel with a = -0.5, as in MATLAB imresize."""
     ax = np.abs(x)
     ax2, ax3 = ax * ax, ax * ax * ax
-    return (1.5 * ax3 - 2.5 * ax2 + 1) * (ax <= 1) + (-0.5 * ax3 + 2.5 * ax2 - 4 * ax + 2) * ((ax > 1) & (ax <= 2))
+    return (1.5 * ax3 - 2.5 * ax2 + 1) * (ax <= 1) + (-0.5 * ax3 + 2.5 * ax2 - 4 * ax + 2) * (
+        (ax > 1) & (ax <= 2)
+    )
 
 
 @functools.cache
@@ -128,42 +134,110 @@ _BOX = np.ones((7, 7), np.uint8)
 _SQUARES = np.arange(256, dtype=np.uint16) ** 2  # x^2 of a uint8 image by table lookup
 
 
-def _mscn(image: np.ndarray) -> np.ndarray:
-    """Mean-subtracted contrast-normalised map: 7x7 Gaussian stats, zero padding, ``(x-mu)/(sigma+1)``.
-
-    Computed in strips of rows (with 3 rows of context each side) so the float64
-    temporaries stay in cache; the result is exactly that of the whole image.
-    """
-    h, w = image.shape
-    out = np.empty((h, w), np.float32)
-    for top in range(0, h, STRIP):
-        lo, hi = max(0, top - 3), min(h, top + STRIP + 3)
-        n = min(STRIP, h - top)
-        out[top : top + n] = _mscn_block(image[lo:hi])[top - lo : top - lo + n]
-    return out
-
-
 def _mscn_block(image: np.ndarray) -> np.ndarray:
-    """MSCN of a block (uint8: the filters read bytes; or float64). Rows within 3 of a cut are wrong.
+    """MSCN ``(x - mu) / (sigma + 1)`` of a block of rows (uint8, or float); rows within 3 of a cut are wrong.
 
-    The statistics are float64 (E[x^2] - mu^2 cancels); the map is returned as
-    float32, plenty for the moments and half the memory traffic after it.
+    The local statistics are float64 (``E[x^2] - mu^2`` cancels: in float32 the scores move
+    by up to 0.4); once the variance is formed, the rest is float32, which moves no score
+    by more than 1e-5 and halves the memory traffic.
     """
     g = _gaussian_window()
     zero = cv2.BORDER_CONSTANT
     squared = cv2.LUT(image, _SQUARES) if image.dtype == np.uint8 else cv2.multiply(image, image)
     mu = cv2.sepFilter2D(image, cv2.CV_64F, g, g, borderType=zero)
-    sigma = cv2.sepFilter2D(squared, cv2.CV_64F, g, g, borderType=zero)
-    cv2.absdiff(sigma, cv2.multiply(mu, mu), dst=sigma)
-    cv2.sqrt(sigma, dst=sigma)
+    var = cv2.sepFilter2D(squared, cv2.CV_64F, g, g, borderType=zero)
+    cv2.absdiff(var, cv2.multiply(mu, mu), dst=var)
+    sigma = cv2.sqrt(var.astype(np.float32))
     cv2.add(sigma, 1.0, dst=sigma)
-    cv2.subtract(image, mu, dst=mu, dtype=cv2.CV_64F)
-    out = cv2.divide(mu, sigma, dtype=cv2.CV_32F)
+    out = cv2.subtract(image, mu, dtype=cv2.CV_32F)
+    cv2.divide(out, sigma, dst=out)
     # Where the whole 7x7 window (zero padding included) is constant, x - mu is exactly 0;
     # the float sums leave +-1e-15 there, whose sign would decide left/right AGGD counts.
     low = cv2.erode(image, _BOX, borderType=zero, borderValue=0)
     high = cv2.dilate(image, _BOX, borderType=zero, borderValue=0)
-    out[low == high] = 0.0
+    out[cv2.compare(low, high, cv2.CMP_EQ).view(bool)] = 0.0
+    return out
+
+
+class _Rows:
+    """Exact rows of one scale of the image, for MSCN blocks that need context rows around them."""
+
+    def __init__(self, image: np.ndarray, half_of: np.ndarray | None = None):
+        # image: the whole scale; or, with half_of, the half scale made on demand from the gray image
+        self.image, self.half_of = image, half_of
+        src = half_of if half_of is not None else image
+        self.height = (src.shape[0] + 1) // 2 if half_of is not None else src.shape[0]
+        self.width = (src.shape[1] + 1) // 2 if half_of is not None else src.shape[1]
+
+    def rows(self, top: int, bottom: int) -> np.ndarray:
+        """Rows [top, bottom) of this scale (clipped to the image)."""
+        top, bottom = max(0, top), min(self.height, bottom)
+        if self.half_of is None:
+            return self.image[top:bottom]
+        # half row i reads gray rows 2i-3 .. 2i+4; a block cut 8 rows further out is exact there
+        lo, hi = max(0, 2 * top - 8), min(self.half_of.shape[0], 2 * bottom + 8)
+        return imresize_half(self.half_of[lo:hi])[top - lo // 2 : bottom - lo // 2]
+
+
+def _mscn(image: np.ndarray) -> np.ndarray:
+    """MSCN map of a whole 2-D image, computed in strips of rows (3 rows of context each side)."""
+    h, w = image.shape
+    out = np.empty((h, w), np.float32)
+    strip = max(48, (BAND_PIXELS // 2) // w)
+    for top in range(0, h, strip):
+        lo, hi = max(0, top - 3), min(h, top + strip + 3)
+        n = min(strip, h - top)
+        out[top : top + n] = _mscn_block(image[lo:hi])[top - lo : top - lo + n]
+    return out
+
+
+def _mscn_rows(scale: _Rows, top: int, bottom: int) -> np.ndarray:
+    """Exact MSCN rows [top, bottom) of one scale (3 rows of context each side, zero padding at the edges)."""
+    lo = max(0, top - 3)
+    block = scale.rows(lo, bottom + 3)
+    return _mscn_block(np.ascontiguousarray(block))[top - lo : bottom - lo]
+
+
+def _band_ext(scale: _Rows, top: int, bottom: int, mscn: np.ndarray | None = None) -> np.ndarray:
+    """MSCN rows [top - 1, bottom + 1) of one scale, the rows beyond the edges wrapping around
+    (MATLAB ``circshift``); from the whole scale's MSCN ``mscn`` when given, else computed here."""
+    h = scale.height
+
+    def rows(a: int, b: int) -> np.ndarray:
+        return mscn[a:b] if mscn is not None else _mscn_rows(scale, a, b)
+
+    parts = [rows(max(0, top - 1), min(h, bottom + 1))]
+    if top == 0:  # the row above row 0 is the last row
+        parts.insert(0, rows(h - 1, h))
+    if bottom == h:
+        parts.append(rows(0, 1))
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _band_sums(ext: np.ndarray) -> np.ndarray:
+    """Moment sums of the MSCN rows ``ext[1:-1]`` and of their products with circular neighbours.
+
+    Returns 22 sums: GGD (sum of squares, of magnitudes), then per shift of ``SHIFTS``: sums
+    of squares and magnitudes of the products, sum of squares of the positive ones, counts of
+    positive and of non-zero products. Summed over bands that cover the image they are the
+    whole image's sums (:func:`_band_ext` wraps the neighbour rows around).
+    """
+    rows, w = ext.shape[0] - 2, ext.shape[1]
+    wrapped = cv2.copyMakeBorder(ext, 0, 0, 1, 1, cv2.BORDER_WRAP)  # columns wrap around too
+    centre = wrapped[1 : rows + 1, 1 : w + 1]
+    no_zeros = cv2.countNonZero(ext) == ext.size  # then every product is non-zero
+    out = np.empty(2 + 5 * len(SHIFTS))
+    out[:2] = cv2.norm(centre, cv2.NORM_L2SQR), cv2.norm(centre, cv2.NORM_L1)
+    for i, (dy, dx) in enumerate(SHIFTS):
+        pair = cv2.multiply(centre, wrapped[1 - dy : 1 - dy + rows, 1 - dx : 1 - dx + w])
+        positive = cv2.threshold(pair, 0.0, 0.0, cv2.THRESH_TOZERO)[1]
+        out[2 + 5 * i : 7 + 5 * i] = (
+            cv2.norm(pair, cv2.NORM_L2SQR),
+            cv2.norm(pair, cv2.NORM_L1),
+            cv2.norm(positive, cv2.NORM_L2SQR),
+            cv2.countNonZero(positive),
+            rows * w if no_zeros else cv2.countNonZero(pair),
+        )
     return out
 
 
@@ -193,42 +267,63 @@ def _aggd_features(n: int, sq_all: float, abs_all: float, sq_pos: float, n_pos: 
 
 #: neighbour shifts of the release, as (rows, cols) of MATLAB circshift
 SHIFTS = ((0, 1), (1, 0), (1, 1), (-1, 1))
+#: pixels per band of the moment sums and per two strips of the MSCN: their float temporaries stay in cache
+BAND_PIXELS = 1 << 16
+#: rows of each band read when an image is sampled, and the fewest bands (spread over the height)
+SAMPLE_BAND = 32
+MIN_BANDS = 16
+#: images up to this many pixels are always read whole (their scores are exact)
+EXACT_PIXELS = 1_000_000
 
 
-def _scale_features(mscn: np.ndarray) -> list[float]:
-    """The 18 features of one scale, from sums accumulated over strips of rows.
-
-    GGD: sum of squares and of magnitudes. AGGD, for each circular shift: sums of
-    squares and magnitudes of the products, the sum of squares of the positive
-    ones, and the counts of positive and non-zero products (the negative side is
-    the difference).
-    """
-    h, w = mscn.shape
-    wrapped = np.pad(mscn, 1, mode="wrap")  # circshift by one in any direction is a view of this
-    ggd = np.zeros(2)
-    aggd = np.zeros((len(SHIFTS), 5))
-    for top in range(0, h, STRIP):
-        block = mscn[top : top + STRIP]
-        rows = block.shape[0]
-        ggd += (cv2.norm(block, cv2.NORM_L2SQR), cv2.norm(block, cv2.NORM_L1))
-        for i, (dy, dx) in enumerate(SHIFTS):
-            pair = cv2.multiply(block, wrapped[top + 1 - dy : top + 1 - dy + rows, 1 - dx : 1 - dx + w])
-            positive = cv2.threshold(pair, 0.0, 0.0, cv2.THRESH_TOZERO)[1]
-            aggd[i] += (
-                cv2.norm(pair, cv2.NORM_L2SQR),
-                cv2.norm(pair, cv2.NORM_L1),
-                cv2.norm(positive, cv2.NORM_L2SQR),
-                cv2.countNonZero(positive),
-                cv2.countNonZero(pair),
-            )
-    feats = _ggd_features(mscn.size, *ggd)
-    for sums in aggd:
-        feats += _aggd_features(mscn.size, *sums)
+def _features_from_sums(n: float, sums: np.ndarray) -> list[float]:
+    """GGD and the 4 AGGD fits of one scale from its moment sums (see :func:`_band_sums`)."""
+    feats = _ggd_features(n, sums[0], sums[1])
+    for i in range(len(SHIFTS)):
+        feats += _aggd_features(n, *sums[2 + 5 * i : 7 + 5 * i])
     return feats
 
 
-def brisque_features(image: np.ndarray) -> np.ndarray:
-    """The 36 BRISQUE features of one image (RGB uint8, or 2-D gray uint8/float in [0, 255])."""
+def _scale_sums(image: np.ndarray, mscn: np.ndarray) -> np.ndarray:
+    """The 22 moment sums (:func:`_band_sums`) of one whole scale, over bands of about BAND_PIXELS."""
+    scale = _Rows(image)
+    rows = max(8, BAND_PIXELS // scale.width)
+    bands = [(top, min(scale.height, top + rows)) for top in range(0, scale.height, rows)]
+    return np.sum([_band_sums(_band_ext(scale, top, bottom, mscn)) for top, bottom in bands], axis=0)
+
+
+def _scale_features(image: np.ndarray, mscn: np.ndarray) -> list[float]:
+    """The 18 features of one whole scale from its MSCN map."""
+    return _features_from_sums(mscn.size, _scale_sums(image, mscn))
+
+
+def _sampled_bands(height: int, width: int, sample_pixels: int) -> tuple[list[tuple[int, int]], float] | None:
+    """Bands to read when sampling: the first and the last band of ``SAMPLE_BAND`` rows (they hold the
+    top and bottom borders and the pairs that wrap around), and one band centred in each of equal
+    slices of the rows between them; at least ``MIN_BANDS`` bands, about ``sample_pixels`` pixels in all.
+    Returns the bands (starting on even rows) and the weight of the middle ones (the rows each stands
+    for), or None when the bands would cover more than half of the image (then it is read whole)."""
+    band = SAMPLE_BAND
+    count = max(MIN_BANDS, round(sample_pixels / (width * band)))
+    if height * width <= EXACT_PIXELS or 2 * count * band > height:
+        return None
+    bottom = (height - band) & ~1
+    middle, k = bottom - band, count - 2
+    bands = [(0, band)]
+    for i in range(k):
+        top = int(band + (2 * i + 1) * middle / (2 * k) - band / 2) & ~1
+        bands.append((top, top + band))
+    bands.append((bottom, height))
+    return bands, middle / (k * band)
+
+
+def brisque_features(image: np.ndarray, sample_pixels: int | None = None) -> np.ndarray:
+    """The 36 BRISQUE features of one image (RGB uint8, or 2-D gray uint8/float in [0, 255]).
+
+    With ``sample_pixels``, an image of more than ``EXACT_PIXELS`` is read at native scale on
+    full-width bands of about that many pixels in all (:func:`_sampled_bands`); the moment sums
+    of the middle bands are weighted up to the rows they stand for.
+    """
     gray = rgb2gray(image) if image.ndim == 3 else image
     if min(gray.shape) < MIN_SIDE:
         h, w = gray.shape
@@ -236,9 +331,21 @@ def brisque_features(image: np.ndarray) -> np.ndarray:
     if gray.dtype != np.uint8:
         gray = np.asarray(gray, dtype=np.float64)
     gray = np.ascontiguousarray(gray)
-    first = _scale_features(_mscn(gray))
-    second = _scale_features(_mscn(imresize_half(gray)))
-    return np.asarray(first + second, dtype=np.float64)
+    h, w = gray.shape
+    sampled = _sampled_bands(h, w, sample_pixels) if sample_pixels else None
+    if sampled is not None:
+        bands, weight = sampled
+        full, half = _Rows(gray), _Rows(gray, half_of=gray)
+        feats = []
+        for scale, div in ((full, 1), (half, 2)):
+            spans = [(top // div, -(-bottom // div)) for top, bottom in bands]
+            sums = [_band_sums(_band_ext(scale, top, bottom)) for top, bottom in spans]
+            total = sums[0] + sums[-1] + weight * np.sum(sums[1:-1], axis=0)
+            feats += _features_from_sums(scale.height * scale.width, total)
+        return np.asarray(feats, dtype=np.float64)
+    first = _scale_features(gray, _mscn(gray))
+    half = imresize_half(gray)
+    return np.asarray(first + _scale_features(half, _mscn(half)), dtype=np.float64)
 
 
 class BrisqueModel:
@@ -257,7 +364,9 @@ class BrisqueModel:
             self.feature_max = np.asarray(data["feature_max"], dtype=np.float64)
             self.quantize = bool(data["quantize"]) if "quantize" in data.files else False
         if self.support_vectors.shape[1] != N_FEATURES or len(self.coefs) != len(self.support_vectors):
-            raise ValueError(f"{self.path}: not a BRISQUE model ({self.support_vectors.shape} support vectors)")
+            raise ValueError(
+                f"{self.path}: not a BRISQUE model ({self.support_vectors.shape} support vectors)"
+            )
 
     def scale(self, features: np.ndarray) -> np.ndarray:
         """svm-scale: each feature's (min, max) to (lower, upper); values outside are not clipped."""
@@ -265,7 +374,9 @@ class BrisqueModel:
         if self.quantize:  # the release writes features with %f, svm-scale writes them with %g
             feats = np.round(feats, 6)
         span = self.feature_max - self.feature_min
-        scaled = self.lower + (self.upper - self.lower) * (feats - self.feature_min) / np.where(span == 0, 1, span)
+        scaled = self.lower + (self.upper - self.lower) * (feats - self.feature_min) / np.where(
+            span == 0, 1, span
+        )
         scaled = np.where(span == 0, 0.0, scaled)
         if self.quantize:
             scaled = _round_significant(scaled, 6)
@@ -319,6 +430,7 @@ class BrisqueScorer(Scorer):
         model_path: str | os.PathLike | None = None,
         working_size: Annotated[int | None, Bounds(MIN_SIDE, 8192)] = None,
         max_pixels: Annotated[int, Bounds(MIN_SIDE * MIN_SIDE, 1 << 31)] = MAX_PIXELS,
+        sample_pixels: Annotated[int | None, Bounds(1 << 16, 1 << 31)] = None,
     ):
         if model_path is not None and not isinstance(model_path, (str, os.PathLike)):
             raise ValueError(f"model_path must be a file path, not {model_path!r}")
@@ -331,6 +443,7 @@ class BrisqueScorer(Scorer):
         checked = check_params(BrisqueScorer.__init__, locals())
         self.model_path = str(path)
         self.working_size, self.max_pixels = checked["working_size"], checked["max_pixels"]
+        self.sample_pixels = checked["sample_pixels"]
 
     @property
     def model(self) -> BrisqueModel:
@@ -346,7 +459,9 @@ class BrisqueScorer(Scorer):
         """The 36 features per image; raises UnscorableImage for an image :meth:`check_image` refuses."""
         self.require_scorable(images)
         rows = [
-            brisque_features(central_crop(resize_long_side(image, self.working_size), self.max_pixels))
+            brisque_features(
+                central_crop(resize_long_side(image, self.working_size), self.max_pixels), self.sample_pixels
+            )
             for image in images
         ]
         return np.stack(rows) if rows else np.zeros((0, N_FEATURES))
@@ -362,10 +477,10 @@ class BrisqueScorer(Scorer):
         return _like(native, (100.0 - np.clip(values, 0.0, 100.0)) / 100.0)
 
     def describe(self) -> dict:
-        return {**super().describe(), "model_path": self.model_path}
+        return {**super().describe(), "model_path": self.model_path, "sample_pixels": self.sample_pixels}
 
     def __repr__(self) -> str:
         return (
             f"BrisqueScorer(model_path={self.model_path!r}, working_size={self.working_size}, "
-            f"max_pixels={self.max_pixels})"
+            f"max_pixels={self.max_pixels}, sample_pixels={self.sample_pixels})"
         )
