@@ -13,7 +13,8 @@ CONVERT = ["torch>=2.1", "x2paddle>=1.6.0", "six>=1.16", "requests>=2.25"]  # x2
 TRAIN = ["scikit-learn>=1.3"]
 RAY = ["ray[data]>=2.40"]  # run --engine ray (integrations/ray.py)
 HF = ["datasets>=2.18"]  # integrations/hf.py: Hugging Face datasets map/filter
-SERVE = ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9", "prometheus-client>=0.20", "httpx>=0.27"]
+DEDUP = ["faiss-cpu>=1.8"]  # dedup embeddings: exact cosine range search (a numpy fallback gives the same pairs)
+SERVE = ["starlette>=0.36", "uvicorn>=0.29", "python-multipart>=0.0.9", "prometheus-client>=0.20", "httpx>=0.27"]
 
 setup(
     name="paddlemix-iqa",
@@ -42,6 +43,7 @@ setup(
         "ijson>=3.2",
         "scipy>=1.10",  # scorers/brisque.py (scipy.special.gamma for the GGD/AGGD fits)
         "jinja2>=3.1",  # pipeline/report (the HTML template)
+        "imagehash>=4.3",  # dedup: the 64-bit pHash signatures (scorers/phash.py)
     ],
     extras_require={
         "paddle": PADDLE,
@@ -50,7 +52,8 @@ setup(
         "serve": SERVE,  # paddlemix-iqa serve (FastAPI on uvicorn) and its client
         "ray": PADDLE + RAY,
         "hf": HF,
-        "test": PADDLE + TRAIN + SERVE + RAY + HF + ["pytest>=7.4", "ruff>=0.5", "playwright>=1.40"],  # playwright: report browser test
+        "dedup": DEDUP,
+        "test": PADDLE + TRAIN + SERVE + RAY + HF + DEDUP + ["pytest>=7.4", "ruff>=0.5", "playwright>=1.40"],  # playwright: report browser test
     },
     entry_points={"console_scripts": ["paddlemix-iqa=paddlemix_iqa.cli:main"]},
     classifiers=[

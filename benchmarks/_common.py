@@ -74,3 +74,21 @@ def write_generated(
         head + start + "\n" + stamp + "\n\n" + "\n".join(lines) + "\n" + end + tail, encoding="utf-8"
     )
     print(f"wrote the generated block {key!r} into {doc}")
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (from /proc), for memory figures of a run and its workers."""
+    kids: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            kids.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [pid], [pid]
+    while todo:
+        for kid in kids.get(todo.pop(), []):
+            out.append(kid)
+            todo.append(kid)
+    return out

@@ -26,9 +26,8 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+from _common import ROOT, process_tree
 from PIL import Image
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _png_chunk(kind: bytes, payload: bytes) -> bytes:
@@ -116,23 +115,6 @@ def every_op_on_every_image(config: Path, work: Path) -> Path:
     return path
 
 
-def _tree(pid: int) -> list[int]:
-    kids: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            kids.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [pid], [pid]
-    while todo:
-        for kid in kids.get(todo.pop(), []):
-            out.append(kid)
-            todo.append(kid)
-    return out
-
-
 def _peak_kb(pid: int) -> int | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -154,7 +136,7 @@ def run(config: str, root: Path, workers: int, timeout: float) -> tuple[int, dic
     peaks: dict[int, int] = {}
     deadline = time.monotonic() + timeout
     while proc.poll() is None and time.monotonic() < deadline:
-        for pid in _tree(proc.pid):
+        for pid in process_tree(proc.pid):
             kb = _peak_kb(pid)
             if kb:
                 peaks[pid] = max(peaks.get(pid, 0), kb)

@@ -40,7 +40,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides)  # a flag's JSON value is a YAML scalar taken as is
     if args.no_report:
         config.report = False
-    summary = run_pipeline(config, fresh=args.fresh, progress=False if args.no_progress else None)
+    progress = False if args.no_progress else None
+    if args.engine != "ray" and (args.address is not None or args.num_cpus is not None):
+        raise UsageError("--address and --num-cpus are options of --engine ray")
+    if args.num_cpus is not None and args.num_cpus < 1:
+        raise UsageError(f"--num-cpus must be at least 1, not {args.num_cpus}")
+    if args.engine == "ray":
+        try:
+            import ray.data  # noqa: F401 - the extra's presence, checked before anything is written
+        except ImportError as exc:
+            raise UsageError(
+                f'--engine ray needs Ray Data: pip install "paddlemix-iqa[ray]" ({exc})'
+            ) from None
+        from .integrations.ray import run_ray
+
+        summary = run_ray(
+            config, fresh=args.fresh, progress=progress, address=args.address, num_cpus=args.num_cpus
+        )
+    else:
+        summary = run_pipeline(config, fresh=args.fresh, progress=progress)
     counts = summary["counts"]
     print(
         f"{counts['records']} records: {counts['kept']} kept, {counts['rejected']} rejected "
@@ -98,6 +116,19 @@ def _image_files(paths: Sequence[str]) -> Iterator[str]:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    if args.server:  # a running `paddlemix-iqa serve` judges the images with its config
+        from .client import ScoringClient, result_rows
+
+        files = list(_image_files(args.paths))
+        metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+        with ScoringClient(args.server) as client:
+            client.wait_ready(timeout=60.0)
+            score = client.score_paths if args.by_path else client.score_files
+            results = score(files, batch_size=args.batch_size)
+        rows, columns = result_rows(files, results, metrics, args.normalized)
+        _print_rows(rows, columns, args.format)
+        return EXIT_OK
+
     from .io import ImageLoadError, decode_image
     from .scorers import get_scorer, list_scorers, scorer_class
 
@@ -193,7 +224,9 @@ def cmd_ops(args: argparse.Namespace) -> int:
         from .pipeline.config import _suggest, op_help
 
         if args.name not in list_ops():
-            raise UsageError(f"unknown op {args.name!r}{_suggest(args.name, list_ops())}; paddlemix-iqa ops lists them")
+            raise UsageError(
+                f"unknown op {args.name!r}{_suggest(args.name, list_ops())}; paddlemix-iqa ops lists them"
+            )
         doc, rows = op_help(args.name)
         print(f"{args.name}{plugin(op_plugin(args.name))}: {doc or '(no description)'}")
         widths = [max(len(r[i]) for r in rows) if rows else 0 for i in range(4)]
@@ -289,24 +322,49 @@ def cmd_weights_list(args: argparse.Namespace) -> int:
 
 
 # --- parser ------------------------------------------------------------------------------
-# --- eval / make-eval-set / calibrate: each lives in paddlemix_iqa.evaluation.<module> ---------------
-#: command, module of paddlemix_iqa.evaluation (``add_arguments(parser)`` and ``run(args) -> exit code``), help
-EVALUATION_COMMANDS = (
-    ("eval", "evaluate", "per-threshold FPR/TPR/precision/F1, ROC and PR curves of metrics on labelled images"),
-    ("make-eval-set", "synth", "build a labelled set (blur, JPEG, noise, pasted codes...) from clean photos"),
-    ("calibrate", "calibrate", "fit a fused model (several scores -> one probability) on labelled images"),
+# --- commands that live in their own module: ``add_arguments(parser)`` and ``run(args) -> exit code`` ---------
+#: command, module (imported when the parser is built, so keep their imports light), help
+MODULE_COMMANDS = (
+    (
+        "eval",
+        "paddlemix_iqa.evaluation.evaluate",
+        "per-threshold FPR/TPR/precision/F1, ROC and PR curves of metrics on labelled images",
+    ),
+    (
+        "make-eval-set",
+        "paddlemix_iqa.evaluation.synth",
+        "build a labelled set (blur, JPEG, noise, pasted codes...) from clean photos",
+    ),
+    (
+        "calibrate",
+        "paddlemix_iqa.evaluation.calibrate",
+        "fit a fused model (several scores -> one probability) on labelled images",
+    ),
+    (
+        "serve",
+        "paddlemix_iqa.service.server",
+        "serve a pipeline config over HTTP: POST images, get verdicts and scores",
+    ),
+    (
+        "monitor",
+        "paddlemix_iqa.monitor.cli",
+        "watch a metric over time per camera/source: alerts on threshold, drift, recovery",
+    ),
 )
 
 
-def _evaluation_module(module: str):
-    import importlib
-
-    return importlib.import_module(f"paddlemix_iqa.evaluation.{module}")
-
-
-def _evaluation_command(module: str):
+def _module_command(module: str):
     def command(args: argparse.Namespace) -> int:
-        return _evaluation_module(module).run(args)
+        import importlib
+
+        return importlib.import_module(module).run(args)
+
+    return command
+
+
+def _unavailable(name: str, exc: ImportError):
+    def command(args: argparse.Namespace) -> int:
+        raise UsageError(f"{name} is not available: {exc}")
 
     return command
 
@@ -343,6 +401,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, metavar="N", help="processes for CPU ops (same as workers=N)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    p.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: this machine's process pool (default); ray: Ray Data actors, same outputs (extra [ray])",
+    )
+    p.add_argument(
+        "--address",
+        metavar="ADDR",
+        help="Ray cluster to join (e.g. auto, or HEAD_IP:6379 after `ray start --head`); default: start a local Ray",
+    )
+    p.add_argument(
+        "--num-cpus",
+        type=int,
+        metavar="N",
+        help="Ray: CPUs of the local Ray (default: workers), or at most N actors on a cluster",
+    )
     _weights_dir_option(p)
     p.set_defaults(func=cmd_run)
 
@@ -374,6 +449,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--normalized", action="store_true", help="quality in [0, 1] (higher is better) instead of native"
     )
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument(
+        "--server",
+        metavar="URL",
+        help="send the images to a running `paddlemix-iqa serve` (its config judges them: columns path, "
+        "verdict, scores, reason; token from $PADDLEMIX_IQA_TOKEN)",
+    )
+    p.add_argument(
+        "--by-path",
+        action="store_true",
+        help="with --server: send paths (relative to the server's --root) instead of uploading the files",
+    )
     _weights_dir_option(p)
     p.set_defaults(func=cmd_score)
 
@@ -408,10 +494,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="delete the folder first")
     p.set_defaults(func=cmd_demo)
 
-    for name, module, summary in EVALUATION_COMMANDS:
+    import importlib
+
+    for name, module, summary in MODULE_COMMANDS:
+        try:
+            add_arguments = importlib.import_module(module).add_arguments
+        except ImportError as exc:  # a module not built yet or missing an optional extra: say so when called
+            p = sub.add_parser(name, help=f"{summary} (unavailable: {exc})", description=summary)
+            p.set_defaults(func=_unavailable(name, exc))
+            continue
         p = sub.add_parser(name, help=summary, description=summary)
-        _evaluation_module(module).add_arguments(p)
-        p.set_defaults(func=_evaluation_command(module))
+        add_arguments(p)
+        p.set_defaults(func=_module_command(module))
 
     p = sub.add_parser("weights", help="manage model weights", description="Manage model weights.")
     wsub = p.add_subparsers(dest="weights_command", metavar="ACTION", required=True)

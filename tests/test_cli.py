@@ -103,7 +103,7 @@ def test_demo_run_and_report_end_to_end(tmp_path, capsys, monkeypatch):
     assert main(["run", str(CONFIGS / "default.yaml"), "workers=1", "--no-progress"]) == 0
     out = capsys.readouterr().out
     run_dir = tmp_path / "runs" / "default"
-    assert "26 records" in out and str(Path("runs/default/report.html")) in out
+    assert "28 records" in out and str(Path("runs/default/report.html")) in out
     for name in ("kept.jsonl", "rejected.jsonl", "scores.jsonl", "report.html", "run.json"):
         assert (run_dir / name).is_file(), name
     (run_dir / "report.html").unlink()

@@ -93,7 +93,7 @@ def test_the_page_is_self_contained_and_answers_what_was_thrown_away(demo_run):
         assert reason.replace("<", "&lt;").replace(">", "&gt;") in row.group(1)
     # the funnel: in chain order, each op's "in" is the previous op's "left", ending at kept
     summary = json.loads((demo_run / "run.json").read_text())
-    chain = [op["op"] for op in summary["ops"]]
+    chain = [op["op"] for op in summary["ops"]] + (["dedup"] if "dedup" in summary else [])  # the last step
     funnel = re.search(r'<table class="funnel">(.*?)</table>', page, re.S).group(1)
     rows = re.findall(
         r'<tr data-op="([^"]+)">.*?<td class="n">([\d,]+)</td>\s*<td class="n">([\d,]+)', funnel, re.S

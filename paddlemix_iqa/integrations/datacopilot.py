@@ -86,7 +86,21 @@ def iqa_filter(
     return type(dataset)(kept)
 
 
-DATASET_OPS = {"iqa_tag": iqa_tag, "iqa_filter": iqa_filter}
+def iqa_dedup(dataset, root=None, **params: Any):
+    """Drop near-duplicates, keeping the best copy of each group; returns a new dataset.
+
+    ``params`` are the pipeline step's (``keep``, ``radius``, ``mirror``, ``crop``,
+    ``min_correlation``, ``tolerance``, ``exact``, ``key``): :class:`paddlemix_iqa.dedup.Dedup`.
+    Quality metrics named in ``keep`` are read from the items' ``__tag_<metric>`` (run
+    ``iqa_tag`` first); removed items carry ``__iqa_reject = "dedup: duplicate_of: <id> (...)"``.
+    """
+    from ..dedup import Dedup, dedup_items
+
+    kept, _ = dedup_items(list(dataset.items), Dedup(**params), root=root)
+    return type(dataset)(kept)
+
+
+DATASET_OPS = {"iqa_tag": iqa_tag, "iqa_filter": iqa_filter, "iqa_dedup": iqa_dedup}
 
 
 def register(force: bool = False) -> list[str]:

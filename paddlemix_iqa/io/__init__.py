@@ -15,6 +15,7 @@ from .loading import (
     DecodedImage,
     decode_image,
     decode_or_error,
+    image_exif,
     load_image,
     max_pixels_limit,
     probe_image,
@@ -36,6 +37,7 @@ __all__ = [
     "decode_or_error",
     "load_image",
     "max_pixels_limit",
+    "image_exif",
     "probe_image",
     "resolve_path",
 ]

@@ -592,6 +592,18 @@ def load_image(
     return decode_image(ref, root=root, max_side=max_side, allow_outside_root=allow_outside_root).pixels
 
 
+def image_exif(path: str | os.PathLike) -> Image.Exif | None:
+    """The EXIF block of an image file (header only, through the one safe opener), or None when the
+    file has none or cannot be opened: metadata is never a reason to fail."""
+    try:
+        with _opened(os.fspath(path), max_pixels_limit(), "exif") as (img, _):
+            exif = img.getexif()
+            exif.get_ifd(0x8769)  # the Exif sub-IFD (capture time) is read while the file is open
+            return exif
+    except Exception:  # noqa: BLE001 - damaged or missing metadata: no EXIF
+        return None
+
+
 def probe_image(
     ref: Any, root: str | os.PathLike | None = None, *, allow_outside_root: bool = False
 ) -> DecodedImage:

@@ -45,6 +45,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from ..dedup.step import Dedup
 from ..models.weights import WeightsNotFound
 from ..ops import ImageOp, MetricFilter, ScorerOp, build_op, list_ops
 from ..ops.host import HostOp
@@ -97,6 +98,7 @@ class Step(BaseModel):
     line: int | None = None
     host: bool = False  # a PaddleMIX DataCopilot dataset-level op, not one of ours
     label: str | None = None  # the name its rejection reasons start with (``name:`` or the op's default)
+    dataset: bool = False  # a dataset-level step run after every record (``dedup``), not an item op
 
 
 class PipelineConfig(BaseModel):
@@ -119,12 +121,24 @@ class PipelineConfig(BaseModel):
         """Fresh op instances for the chain (image root filled in); never loads a model."""
         ops = []
         for step in self.steps:
+            if step.dataset:
+                continue
             if step.host:
                 ops.append(HostOp(step.name, step.params, root=str(self.image_root)))
             else:
                 defaults = {"root": str(self.image_root), "allow_outside_root": self.allow_outside_root}
                 ops.append(build_op(step.name, **defaults, **step.params))
         return ops
+
+    def build_dedup(self) -> Dedup | None:
+        """The ``dedup`` step's settings, or None when the config has none."""
+        step = next((s for s in self.steps if s.dataset), None)
+        if step is None:
+            return None
+        dedup = Dedup(**step.params)
+        # embeddings re-read the images: from the same root, under the same rule, as the ops
+        dedup.root, dedup.allow_outside_root = str(self.image_root), self.allow_outside_root
+        return dedup
 
     def fingerprint(self) -> str:
         """What must match for a resumed run to continue this one."""
@@ -423,6 +437,8 @@ def _check_step(raw: Any, index: int, lines: dict, source: str | None, errors: l
         return None
     params = {str(k): v for k, v in params.items()}
 
+    if name == DEDUP_STEP:
+        return _check_dedup(params, index, at, lines, source, errors)
     host = False
     if name in list_ops():
         try:
@@ -485,6 +501,68 @@ def _check_step(raw: Any, index: int, lines: dict, source: str | None, errors: l
             errors.append(f"{where}: op {name!r}: {_blame(exc, params)}")
             return None
     return Step(name=name, params=params, line=lines.get(("process", index)), host=host, label=label)
+
+
+#: the dataset-level step (it sees all records, so it runs after the per-image steps)
+DEDUP_STEP = "dedup"
+
+
+def _check_dedup(
+    params: dict, index: int, at: tuple, lines: dict, source: str | None, errors: list
+) -> Step | None:
+    """Check a ``dedup`` step's parameters against :class:`Dedup`'s signature (types, then ranges)."""
+    accepted = _accepted(Dedup.__init__)[0]
+    bad = [k for k in params if k not in accepted]
+    for k in bad:
+        errors.append(
+            f"{_where(lines, at + (k,), source)}: step 'dedup' has no parameter {k!r}{_suggest(k, accepted)}; "
+            f"it accepts: {', '.join(accepted)}"
+        )
+    if bad:
+        return None
+    hints = typing.get_type_hints(Dedup.__init__)
+    typed = []
+    for key, value in params.items():
+        adapter = _adapter(hints[key]) if key in hints else None
+        if adapter is None:
+            continue
+        try:
+            adapter.validate_python(value, strict=True)
+        except ValidationError:
+            typed.append(
+                f"{_where(lines, at + (key,), source)}: step 'dedup': parameter {key!r} must be "
+                f"{_plain(str(hints[key]))}, not {value!r}"
+            )
+    if typed:
+        errors.extend(typed)
+        return None
+    try:
+        dedup = Dedup(**params)
+        label = dedup.name
+        if dedup.embedder is not None:  # load the user's model now: a broken export fails before any image
+            dedup.embedder.check()
+    except WeightsNotFound as exc:  # the embeddings model's folder: a missing model, as for ops
+        errors.append(_WeightsError(f"{_where(lines, at + ('embeddings',), source)}: step 'dedup': {exc}"))
+        return None
+    except Exception as exc:  # noqa: BLE001 - whatever a bad value raises, it is a config error
+        errors.append(f"{_where(lines, at, source)}: step 'dedup': {_blame(exc, params)}")
+        return None
+    return Step(name=DEDUP_STEP, params=params, line=lines.get(("process", index)), label=label, dataset=True)
+
+
+def _unscored_keep(steps: list[Step | None], lines: dict, source: str | None) -> list[str]:
+    """A ``keep`` metric of the dedup step that no step before it scores would rank nothing."""
+    step = steps[-1]
+    assert step is not None
+    scored = {build_op(s.name, **s.params).metric for s in steps[:-1] if s is not None and not s.host}
+    index = len(steps) - 1
+    return [
+        f"{_where(lines, ('process', index, DEDUP_STEP, 'keep'), source)}: step 'dedup': keep: {metric!r} is "
+        f"not scored by a step before it (scored: {', '.join(sorted(scored)) or 'none'}); add its tagger "
+        f"({metric}_tagger) or filter before dedup"
+        for metric in Dedup(**step.params).metrics
+        if metric not in scored
+    ]
 
 
 def _check_names(steps: list[Step | None], source: str | None) -> list[str]:
@@ -651,6 +729,14 @@ def validate(
     errors: list[str] = []
     steps = [_check_step(raw, i, lines, source, errors) for i, raw in enumerate(settings.process)]
     errors += _check_names(steps, source)
+    dataset = [i for i, s in enumerate(steps) if s is not None and s.dataset]
+    if dataset and (len(dataset) > 1 or dataset[-1] != len(steps) - 1):
+        errors.append(
+            f"{source or 'config'}: 'dedup' must be the last step, once: it runs after the per-image steps "
+            "(so a blurred copy is filtered out before it could be kept over a sharp one)"
+        )
+    elif dataset and not errors:
+        errors += _unscored_keep(steps, lines, source)
     pixels = _max_pixels_error()
     if pixels:
         errors.append(pixels)

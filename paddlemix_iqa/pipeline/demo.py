@@ -1,8 +1,8 @@
 """A small demo dataset built offline from the photos that ship inside scikit-image.
 
 Sharp originals plus degraded variants (blurred, motion-blurred, noisy,
-JPEG-crushed, code-stamped, tiny, extreme aspect ratio, truncated, not an image,
-missing) as LLaVA-style records with conversations, and ``expected.json`` saying
+JPEG-crushed, code-stamped, near-duplicate copies, tiny, extreme aspect ratio,
+truncated, not an image, missing) as LLaVA-style records with conversations, and ``expected.json`` saying
 which op of ``configs/default.yaml`` must reject each record (None: kept).
 """
 
@@ -169,6 +169,20 @@ def build_demo(out: str | Path = "demo", force: bool = False) -> dict[str, Any]:
         save("strip.jpg", photos["rocket"][180:260]),
         "aspect_ratio_filter",
         "aspect ratio",
+    )
+    # near-duplicates: the dedup step keeps the original (larger) and rejects the copy
+    small = cv2.resize(photos["chelsea"], None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+    add(
+        "half-size, recompressed copy of chelsea",
+        save("chelsea_small.jpg", small, 60),
+        "dedup",
+        "duplicate_of: demo-002",
+    )
+    add(
+        "mirrored copy of rocket",
+        save("rocket_mirror.jpg", photos["rocket"][:, ::-1]),
+        "dedup",
+        "duplicate_of: demo-003",
     )
     full = (images / "astronaut.jpg").read_bytes()
     (images / "truncated.jpg").write_bytes(full[: len(full) // 3])

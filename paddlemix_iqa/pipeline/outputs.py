@@ -33,6 +33,11 @@ CREATE TABLE IF NOT EXISTS records (
 CREATE TABLE IF NOT EXISTS scores (
     idx INTEGER NOT NULL, pos INTEGER NOT NULL, image TEXT, metric TEXT NOT NULL,
     value REAL, quality REAL, PRIMARY KEY (idx, pos, metric));
+CREATE TABLE IF NOT EXISTS signatures (
+    idx INTEGER PRIMARY KEY, phash INTEGER, mirror INTEGER, crop INTEGER, thumb BLOB, thumb_crop BLOB,
+    pixel_hash TEXT, file_hash TEXT, width INTEGER, height INTEGER, file_size INTEGER, image TEXT);
+CREATE TABLE IF NOT EXISTS duplicates (
+    idx INTEGER PRIMARY KEY, kept_idx INTEGER NOT NULL, distance INTEGER, how TEXT);
 """
 
 
@@ -46,6 +51,7 @@ class RecordResult:
     op: str | None = None
     reason: str | None = None
     rows: list[dict[str, Any]] = field(default_factory=list)  # one score row per image
+    signature: dict[str, Any] | None = None  # the dedup step's signature of its image (kept records)
 
 
 def dumps(obj: Any) -> str:
@@ -150,6 +156,7 @@ class RunStore:
 
     def open_outputs(self) -> None:
         """Open the JSONL files for appending, first cutting off anything past the last commit."""
+        self._finish_kept_swap()
         for name in FILES:
             path = self.dir / name
             committed = int(self.get(f"bytes:{name}", "0"))
@@ -195,6 +202,10 @@ class RunStore:
                 "INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?, ?)",
                 list(_score_rows(results)),
             )
+            self.db.executemany(
+                "INSERT OR REPLACE INTO signatures VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [_signature_row(r.idx, r.signature) for r in results if r.signature],
+            )
             for name, f in self.files.items():
                 self.set(f"bytes:{name}", str(f.tell()))
 
@@ -203,6 +214,159 @@ class RunStore:
             f.close()
         self.files = {}
         self.db.close()
+
+    # --- the dedup step: hashes and scores in, duplicates moved from kept to rejected -------
+    def dedup_inputs(self, metrics: Sequence[str]) -> dict[str, Any]:
+        """Signatures (hashes, digests, sizes; no thumbnails) of the kept single-image records, in
+        input order, and the first image's quality on each of ``metrics`` (NaN when not scored)."""
+        cur = self.db.execute(
+            "SELECT s.idx, s.phash, s.mirror, s.crop, s.file_hash, s.pixel_hash, s.width, s.height, s.file_size "
+            "FROM signatures s JOIN records r USING (idx) WHERE r.kept = 1 AND r.n_images = 1 ORDER BY s.idx"
+        )
+        cols: list[list] = [[] for _ in range(9)]
+        while rows := cur.fetchmany(1 << 16):
+            for col, values in zip(cols, zip(*rows, strict=True), strict=True):
+                col.extend(values)
+        idx = np.array(cols[0], np.int64)
+        out: dict[str, Any] = {"idx": idx}
+        for k, name in ((1, "phash"), (2, "mirror"), (3, "crop")):
+            out[name] = np.array(cols[k], np.int64).view(np.uint64)
+        for k, name in (
+            (4, "file_hash"),
+            (5, "pixel_hash"),
+        ):  # 64 bits of each digest (collisions ~1e-8 at 1M)
+            out[name] = [None if d is None else int(d[:16], 16) for d in cols[k]]
+        for k, name in ((6, "width"), (7, "height"), (8, "file_size")):
+            out[name] = np.array(cols[k], np.float64)
+        out["metrics"] = {}
+        for metric in metrics:
+            values = np.full(len(idx), np.nan)
+            cur = self.db.execute(
+                "SELECT idx, COALESCE(quality, value) FROM scores WHERE metric = ? AND pos = 0 ORDER BY idx",
+                (metric,),
+            )
+            while rows := cur.fetchmany(1 << 16):
+                got = np.array(rows, np.float64).reshape(-1, 2)
+                at = np.searchsorted(idx, got[:, 0].astype(np.int64))
+                ok = (at < len(idx)) & (idx[np.minimum(at, len(idx) - 1)] == got[:, 0])
+                values[at[ok]] = got[ok, 1]
+            out["metrics"][metric] = values
+        return out
+
+    def thumbs(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The verification thumbnails (k, 256) uint8 of the records ``idx`` (sorted, unique), read on demand."""
+        got: dict[int, tuple[bytes, bytes]] = {}
+        values = [int(i) for i in idx]
+        for first in range(0, len(values), 900):
+            part = values[first : first + 900]
+            for i, thumb, crop in self.db.execute(
+                f"SELECT idx, thumb, thumb_crop FROM signatures WHERE idx IN ({','.join('?' * len(part))})",
+                part,
+            ):
+                got[i] = (thumb, crop)
+        full = np.frombuffer(b"".join(got[i][0] for i in values), np.uint8).reshape(len(values), -1)
+        cropped = np.frombuffer(b"".join(got[i][1] for i in values), np.uint8).reshape(len(values), -1)
+        return full, cropped
+
+    def record_ids(self, idx: Sequence[int]) -> dict[int, str]:
+        values = sorted({int(i) for i in idx})
+        out: dict[int, str] = {}
+        for first in range(0, len(values), 900):
+            part = values[first : first + 900]
+            out.update(
+                self.db.execute(
+                    f"SELECT idx, id FROM records WHERE idx IN ({','.join('?' * len(part))})", part
+                )
+            )
+        return out
+
+    def move_duplicates(
+        self, duplicates: dict[int, tuple[int, int, str, str]], step: str, extra: Any
+    ) -> None:
+        """Move the records ``idx -> (kept idx, distance, how, reason)`` from kept.jsonl to rejected.jsonl.
+
+        Crash-safe: the new kept.jsonl is written beside the old one and the rejected lines are
+        appended; one transaction then records the decisions, the files' new lengths and a pending
+        swap, which :meth:`open_outputs` completes if the process dies before the rename below.
+        ``extra(record, kept_idx, distance, reason)`` marks a moved record."""
+        kept_path, tmp = self.dir / "kept.jsonl", self.dir / KEPT_SWAP
+        kept_idx = [r[0] for r in self.db.execute("SELECT idx FROM records WHERE kept = 1 ORDER BY idx")]
+        committed = int(self.get("bytes:kept.jsonl", "0"))
+        moved: list[str] = []
+        with open(kept_path, "rb") as src, open(tmp, "wb") as dst:
+            data = src.read(committed).splitlines(keepends=True)
+            if len(data) != len(kept_idx):
+                raise RuntimeError(f"{kept_path} holds {len(data)} records, the run state {len(kept_idx)}")
+            for idx, line in zip(kept_idx, data, strict=True):
+                if idx in duplicates:
+                    record = json.loads(line)
+                    extra(record, *duplicates[idx][:2], duplicates[idx][3])
+                    moved.append(dumps(record))
+                else:
+                    dst.write(line)
+            dst.flush()
+            os.fsync(dst.fileno())
+            new_kept = dst.tell()
+        rejected = self.files["rejected.jsonl"]
+        if moved:
+            rejected.write(("\n".join(moved) + "\n").encode("utf-8"))
+        rejected.flush()
+        os.fsync(rejected.fileno())
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany(
+                "UPDATE records SET kept = 0, op = ?, reason = ? WHERE idx = ?",
+                [(step, d[3], i) for i, d in duplicates.items()],
+            )
+            self.db.executemany(
+                "INSERT OR REPLACE INTO duplicates VALUES (?, ?, ?, ?)",
+                [(i, d[0], d[1], d[2]) for i, d in duplicates.items()],
+            )
+            self.set("bytes:rejected.jsonl", str(rejected.tell()))
+            self.set("bytes:kept.jsonl", str(new_kept))
+            self.set("dedup", "swap")
+        self._finish_kept_swap()
+
+    def _finish_kept_swap(self) -> None:
+        """Complete a committed dedup: the new kept.jsonl replaces the old one (idempotent)."""
+        if self.get("dedup") != "swap":
+            return
+        f = self.files.pop("kept.jsonl", None)
+        if f is not None:
+            f.close()
+        tmp = self.dir / KEPT_SWAP
+        if tmp.exists():
+            os.replace(tmp, self.dir / "kept.jsonl")
+        self.set("dedup", "done")
+
+    def dedup_cells(self, idx: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """Per record: id, image, width, height, file size and its first image's qualities (the report)."""
+        out: dict[int, dict[str, Any]] = {}
+        values = [int(i) for i in idx]
+        for first in range(0, len(values), 900):
+            part = values[first : first + 900]
+            marks = ",".join("?" * len(part))
+            for i, rid, image, w, h, size in self.db.execute(
+                "SELECT s.idx, r.id, s.image, s.width, s.height, s.file_size FROM signatures s "
+                f"JOIN records r USING (idx) WHERE s.idx IN ({marks})",
+                part,
+            ):
+                out[i] = {"id": rid, "image": image, "width": w, "height": h, "file_size": size, "scores": {}}
+            for i, metric, value, quality in self.db.execute(
+                f"SELECT idx, metric, value, quality FROM scores WHERE pos = 0 AND idx IN ({marks})", part
+            ):
+                if i in out:
+                    out[i]["scores"][metric] = quality if quality is not None else value
+        return out
+
+    def dedup_groups(self, limit: int | None = None) -> list[tuple[int, list[tuple[int, int, str]]]]:
+        """(kept idx, [(duplicate idx, distance, how), ...]) of the largest duplicate groups first."""
+        rows = self.db.execute("SELECT kept_idx, idx, distance, how FROM duplicates ORDER BY kept_idx, idx")
+        groups: dict[int, list[tuple[int, int, str]]] = {}
+        for kept, idx, dist, how in rows:
+            groups.setdefault(kept, []).append((idx, dist, how))
+        ordered = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+        return ordered if limit is None else ordered[:limit]
 
     # --- reading back (report, summary) --------------------------------------------------
     def counts(self) -> dict[str, Any]:
@@ -243,6 +407,18 @@ class RunStore:
         return [found[int(i)] for i in rowids if int(i) in found]
 
 
+def _signed(h: int) -> int:
+    """A uint64 as SQLite's signed 64-bit integer (the same bits)."""
+    return h - (1 << 64) if h >= 1 << 63 else h
+
+
+def _signature_row(idx: int, sig: dict[str, Any]) -> tuple:
+    return (
+        idx, _signed(sig["phash"]), _signed(sig["mirror"]), _signed(sig["crop"]), sig["thumb"], sig["thumb_crop"],
+        sig["pixel_hash"], sig["file_hash"], sig["width"], sig["height"], sig["file_size"], sig.get("image"),
+    )  # fmt: skip
+
+
 def _record_id(r: RecordResult) -> str:
     rid = r.record.get("id") if isinstance(r.record, dict) else None
     return str(r.idx if rid is None else rid)
@@ -261,7 +437,16 @@ def _score_rows(results: Sequence[RecordResult]):
 
 # --- guarding the output directory ------------------------------------------------------
 LOCK = "run.lock"
-OWNED = (*FILES, STATE, f"{STATE}-wal", f"{STATE}-shm", "run.json", "report.html")  # what a run writes
+KEPT_SWAP = ".kept.jsonl.dedup"  # the new kept.jsonl the dedup step writes before it replaces the old one
+OWNED = (
+    *FILES,
+    STATE,
+    f"{STATE}-wal",
+    f"{STATE}-shm",
+    "run.json",
+    "report.html",
+    KEPT_SWAP,
+)  # what a run writes
 
 
 class RunRefused(ConfigError):

@@ -14,6 +14,7 @@ competes with itself for the 2 cores. Results are committed in input order.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import select
@@ -25,6 +26,9 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from ..dedup.step import DISTANCE_KEY, DUPLICATE_KEY, SIGN_SIDE, Dedup
 from ..io import DecodedImage, ImageLoadError, decode_or_error, resolve_path
 from ..ops.base import ERROR_KEY, REJECT_KEY, TAG_PREFIX, ImageOp, image_refs
 from ..ops.host import HostOp
@@ -77,18 +81,21 @@ class Chain:
         root: str | os.PathLike,
         allow_outside_root: bool = False,
         pixel_budget: int = PIXEL_BUDGET,
+        signer: Dedup | None = None,
     ):
         self.ops = list(ops)
+        self.signer = signer  # the dedup step: kept images are signed from the pixels decoded here
         self.root = os.fspath(root)
         self.allow_outside_root = allow_outside_root
         self.pixel_budget = pixel_budget
         split = next((i for i, op in enumerate(self.ops) if op.neural), len(self.ops))
         self.head, self.tail = self.ops[:split], self.ops[split:]
         pixel_ops = [op for op in self.ops if op.needs_pixels]
-        self.needs_pixels = bool(pixel_ops)
-        sides = [op.decode_side for op in pixel_ops]
+        self.needs_pixels = bool(pixel_ops) or signer is not None
+        sides = [op.decode_side for op in pixel_ops] + ([SIGN_SIDE] if signer else [])
         self.decode_side = None if not sides or any(s is None for s in sides) else max(sides)
-        self.keys = sorted({op.image_key for op in self.ops if not isinstance(op, HostOp)})
+        keys = {op.image_key for op in self.ops if not isinstance(op, HostOp)}
+        self.keys = sorted(keys | ({signer.key} if signer else set()))
         #: the tags this run writes: only these become score rows, and an input cannot preset them
         self.metrics = {op.metric for op in self.ops}
 
@@ -153,12 +160,12 @@ class Chain:
         for part, loaded in self._parts(alive):
             done, kept = self.apply(self.head, part, loaded)
             finished += done
+            if not self.tail:  # kept now: signed while their pixels are at hand
+                finished += [self.keep(idx, item, loaded) for idx, item in kept]
+                continue
             survivors += kept
-            if self.tail:
-                wanted = {path for _, item in kept for path in self._paths(item)}
-                images.update({p: v for p, v in loaded.items() if p in wanted})
-        if not self.tail:
-            return finished + [self.keep(idx, item) for idx, item in survivors], [], {}
+            wanted = {path for _, item in kept for path in self._paths(item)}
+            images.update({p: v for p, v in loaded.items() if p in wanted})
         return finished, survivors, images
 
     def _parts(self, alive: list[Entry]) -> Iterator[tuple[list[Entry], dict]]:
@@ -183,7 +190,7 @@ class Chain:
 
     def run_tail(self, alive: list[Entry], loaded: dict) -> list[RecordResult]:
         done, alive = self.apply(self.tail, alive, loaded)
-        return done + [self.keep(idx, item) for idx, item in alive]
+        return done + [self.keep(idx, item, loaded) for idx, item in alive]
 
     def apply(
         self, ops: Sequence[Any], alive: list[Entry], loaded: dict
@@ -205,8 +212,25 @@ class Chain:
             alive = survivors
         return finished, alive
 
-    def keep(self, idx: int, item: dict) -> RecordResult:
-        return RecordResult(idx, item, True, rows=self.score_rows(idx, item))
+    def keep(self, idx: int, item: dict, loaded: dict | None = None) -> RecordResult:
+        rows = self.score_rows(idx, item)
+        return RecordResult(idx, item, True, rows=rows, signature=self.sign(item, loaded or {}, rows))
+
+    def sign(self, item: dict, loaded: dict, rows: list[dict]) -> dict | None:
+        """The dedup signature of a kept single-image record (its pHash also goes in its score row)."""
+        if self.signer is None:
+            return None
+        refs = image_refs(item, self.signer.key)
+        image = loaded.get(next(self._paths({self.signer.key: refs}), None)) if len(refs) == 1 else None
+        if not isinstance(image, DecodedImage) or not image.pixels.size:
+            return None
+        signature = {
+            **self.signer.sign(image),
+            "image": refs[0] if isinstance(refs[0], str) else str(refs[0]),
+        }
+        if rows:
+            rows[0]["phash"] = f"{signature['phash']:016x}"
+        return signature
 
     def score_rows(self, idx: int, item: dict) -> list[dict[str, Any]]:
         """One row per image: native value of each metric this chain tagged (and its quality when it has one)."""
@@ -348,17 +372,47 @@ def clear_run(out_dir: Path) -> None:
         (out_dir / name).unlink(missing_ok=True)
 
 
-def run_pipeline(config: PipelineConfig, fresh: bool = False, progress: bool | None = None) -> dict[str, Any]:
+def build_chain(config: PipelineConfig) -> Chain:
+    """The chain of ``config``'s ops (fresh; no model loads until an image needs it), with the dedup
+    step's signer when the config has one: kept images are signed where they were decoded."""
+    return Chain(
+        config.build_ops(),
+        config.image_root,
+        allow_outside_root=config.allow_outside_root,
+        signer=config.build_dedup(),
+    )
+
+
+class LocalEngine:
+    """How a run's records are processed: here, by this machine's process pool (the default).
+
+    Another engine (``integrations.ray.RayEngine``) replaces ``check_input`` and ``drive``; the
+    lock, the input checks, the resumable state, dedup, ``run.json`` and the report stay here."""
+
+    def check_input(self, config: PipelineConfig) -> None:
+        """Raise ConfigError when this engine cannot read ``config.input``."""
+        try:
+            input_format(config.input, config.input_format)
+        except RecordFormatError as exc:
+            raise ConfigError(str(exc)) from None
+
+    def drive(self, config: PipelineConfig, chain: Chain, store: RunStore, resumed: int, progress: bool) -> dict:
+        """Process every record the store does not hold yet; returns the run's stats."""
+        return _drive(config, chain, store, resumed, progress)
+
+
+def run_pipeline(
+    config: PipelineConfig, fresh: bool = False, progress: bool | None = None, engine: Any = None
+) -> dict[str, Any]:
     """Run (or resume) ``config``; returns the run summary also written to ``<output_dir>/run.json``.
 
     The output directory is locked for the whole run; the input is never one of its outputs.
+    ``engine`` processes the records (default: :class:`LocalEngine`).
     """
+    engine = engine or LocalEngine()
     if not config.input.is_file():
         raise ConfigError(f"input {config.input} does not exist or is not a regular file")
-    try:
-        input_format(config.input, config.input_format)
-    except RecordFormatError as exc:
-        raise ConfigError(str(exc)) from None
+    engine.check_input(config)
     out_dir = config.output_dir
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -369,15 +423,15 @@ def run_pipeline(config: PipelineConfig, fresh: bool = False, progress: bool | N
         if fresh:
             clear_run(out_dir)
         try:
-            summary = _run_locked(config, out_dir, progress)
+            summary = _run_locked(config, out_dir, progress, engine)
         except RecordFormatError as exc:  # what was read before the bad part stays committed
             raise ConfigError(f"{exc}; the records before it were processed") from None
     return summary
 
 
-def _run_locked(config: PipelineConfig, out_dir: Path, progress: bool | None) -> dict[str, Any]:
-    ops = config.build_ops()
-    chain = Chain(ops, config.image_root, allow_outside_root=config.allow_outside_root)
+def _run_locked(config: PipelineConfig, out_dir: Path, progress: bool | None, engine: Any) -> dict[str, Any]:
+    chain = build_chain(config)
+    ops, dedup = chain.ops, chain.signer
     digest = input_digest(config.input)
     store = RunStore(out_dir)
     try:
@@ -386,7 +440,9 @@ def _run_locked(config: PipelineConfig, out_dir: Path, progress: bool | None) ->
         resumed = store.count()
         if resumed:
             log.info("resuming %s: %d records already done", out_dir, resumed)
-        stats = _drive(config, chain, store, resumed, config.progress if progress is None else progress)
+        stats = engine.drive(config, chain, store, resumed, config.progress if progress is None else progress)
+        if dedup is not None:
+            stats["dedup"] = run_dedup(dedup, store)
         summary = {
             "config": config.to_dict(),
             "ops": [op_thresholds(op) for op in ops],
@@ -482,6 +538,11 @@ def _drive(config: PipelineConfig, chain: Chain, store: RunStore, resumed: int, 
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
         bar.close()
+    return run_stats(records, images, unread, start)
+
+
+def run_stats(records: int, images: int, unread: _Unread, start: float) -> dict[str, Any]:
+    """What an engine's drive reports for run.json: counts, unreadable images, time and rate."""
     elapsed = time.perf_counter() - start
     return {
         "processed": records,
@@ -491,6 +552,48 @@ def _drive(config: PipelineConfig, chain: Chain, store: RunStore, resumed: int, 
         "seconds": round(elapsed, 3),
         "images_per_second": round(images / elapsed, 2) if elapsed > 0 else None,
     }
+
+
+def run_dedup(dedup: Dedup, store: RunStore) -> dict[str, Any]:
+    """The dataset-level ``dedup`` step, once every record is done: decide from the stored hashes and
+    scores (thumbnails read only for candidate pairs), then move duplicates to rejected.jsonl."""
+    if store.get("dedup") == "done":  # a resumed run whose dedup already finished
+        return json.loads(store.get("dedup_stats") or "{}")
+    from ..dedup.core import Candidates
+
+    start = time.perf_counter()
+    data = store.dedup_inputs(dedup.metrics)
+    idx = data["idx"]
+    cands = Candidates(data["phash"], data["mirror"], data["crop"], data["file_hash"], data["pixel_hash"])
+    rank = dedup.rank(data["metrics"], data["width"], data["height"], data["file_size"])
+    decisions = dedup.decide(
+        cands, rank, lambda at: store.thumbs(idx[at]), refs=lambda at: _stored_images(store, idx[at])
+    )
+    dup = np.flatnonzero(decisions.duplicate_of >= 0)
+    ids = store.record_ids(idx[decisions.duplicate_of[dup]])
+    moves = {}
+    for i in dup.tolist():
+        kept = int(idx[decisions.duplicate_of[i]])
+        reason = decisions.reason(i, ids.get(kept, kept))
+        moves[int(idx[i])] = (kept, int(decisions.distance[i]), str(decisions.how[i]), reason)
+
+    def mark(record: dict, kept: int, distance: int, reason: str) -> None:
+        record[REJECT_KEY] = f"{dedup.name}: {reason}"
+        record[DUPLICATE_KEY], record[DISTANCE_KEY] = ids.get(kept, kept), distance
+
+    stats = {**decisions.stats, "seconds": round(time.perf_counter() - start, 3)}
+    store.set("dedup_stats", json.dumps(stats))
+    store.move_duplicates(moves, dedup.name, mark)
+    log.info(
+        "dedup: %d duplicates in %d groups among %d images", stats["duplicates"], stats["groups"], len(idx)
+    )
+    return stats
+
+
+def _stored_images(store: RunStore, idx: np.ndarray) -> list:
+    """The image references the signatures were made from (the dedup step's embeddings re-read them)."""
+    cells = store.dedup_cells(idx)
+    return [cells.get(int(i), {}).get("image") for i in idx]
 
 
 class _Unread:

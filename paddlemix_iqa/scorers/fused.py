@@ -365,22 +365,52 @@ class TreesModel:
             ],
         }
 
+    def _packed(self) -> tuple[np.ndarray, ...]:
+        """The trees as (trees x nodes) arrays (shorter trees padded with leaves) and the deepest depth."""
+        packed = getattr(self, "_pack", None)
+        if packed is None:
+            n = max(len(t["left"]) for t in self.trees)
+            arrays = {k: np.full((len(self.trees), n), -1 if k != "value" else 0, dtype=dt)
+                      for k, dt in (("feature", np.intp), ("threshold", np.float64), ("left", np.intp),
+                                    ("right", np.intp), ("value", np.float64))}  # fmt: skip
+            for i, t in enumerate(self.trees):
+                for k, a in arrays.items():
+                    a[i, : len(t[k])] = t[k]
+            depth = max(_tree_depth(t["left"], t["right"]) for t in self.trees)
+            packed = self._pack = (
+                *(arrays[k] for k in ("feature", "threshold", "left", "right", "value")),
+                depth,
+            )
+        return packed
+
     def raw(self, X: np.ndarray) -> np.ndarray:
+        """All trees walked together, level by level; the leaves summed stage by stage (a
+        sequential cumulative sum: the same float additions, in the same order, as sklearn)."""
         X = (
             np.asarray(X, dtype=np.float64).astype(np.float32).astype(np.float64)
         )  # sklearn predicts on float32
-        rows = np.arange(len(X))
-        raw = np.full(len(X), self.init, dtype=np.float64)
-        for t in self.trees:
-            node = np.zeros(len(X), dtype=np.intp)
-            inner = t["left"][node] != -1
-            while inner.any():
-                at = node[inner]
-                go_left = X[rows[inner], t["feature"][at]] <= t["threshold"][at]
-                node[inner] = np.where(go_left, t["left"][at], t["right"][at])
-                inner = t["left"][node] != -1
-            raw += self.learning_rate * t["value"][node]  # out += scale * value, stage by stage
-        return raw
+        feature, threshold, left, right, value, depth = self._packed()
+        trees = np.arange(len(self.trees))[:, None]
+        rows = np.arange(len(X))[None, :]
+        node = np.zeros((len(self.trees), len(X)), dtype=np.intp)
+        for _ in range(depth):
+            lo = left[trees, node]
+            go_left = X[rows, np.maximum(feature[trees, node], 0)] <= threshold[trees, node]
+            node = np.where(lo == -1, node, np.where(go_left, lo, right[trees, node]))
+        steps = np.empty((len(self.trees) + 1, len(X)))
+        steps[0] = self.init
+        steps[1:] = self.learning_rate * value[trees, node]  # out += scale * value, stage by stage
+        return np.cumsum(steps, axis=0)[-1]
+
+
+def _tree_depth(left: Sequence[int], right: Sequence[int]) -> int:
+    """Edges on the longest root-to-leaf path."""
+    depth, level = 0, [0]
+    while True:
+        level = [c for n in level for c in (left[n], right[n]) if left[n] != -1]
+        if not level:
+            return depth
+        depth += 1
 
 
 def _number(value: Any, where: str) -> float:

@@ -42,20 +42,28 @@ CROP = 224
 MIN_SIDE, MAX_ASPECT = 8, 64
 
 
-def preprocess(image: np.ndarray) -> np.ndarray:
+def preprocess(
+    image: np.ndarray,
+    resize_short: int = RESIZE_SHORT,
+    crop: int = CROP,
+    mean: np.ndarray = MEAN,
+    std: np.ndarray = STD,
+) -> np.ndarray:
     """PaddleClas deploy ``ResizeImage(resize_short=256)``, ``CropImage(224)``, ``NormalizeImage``, ``ToCHW``.
 
-    ``image`` is RGB uint8 (PaddleClas decodes with ``cv2.imread(...)[:, :, ::-1]``).
+    ``image`` is RGB uint8 (PaddleClas decodes with ``cv2.imread(...)[:, :, ::-1]``); the other
+    arguments are those of a PaddleClas preprocessing config (the dedup step's embedding models
+    pass theirs). A side the resize leaves under ``crop`` is brought up to it, so the crop is whole.
     """
     h, w = image.shape[:2]
-    percent = RESIZE_SHORT / min(w, h)
-    size = (int(round(w * percent)), int(round(h * percent)))
-    img = cv2.resize(
-        image, size
-    )  # cv2's default: bilinear, as PaddleClas's UnifiedResize with no interpolation
-    top, left = (size[1] - CROP) // 2, (size[0] - CROP) // 2
-    img = img[top : top + CROP, left : left + CROP]
-    img = (img.astype(np.float32) * SCALE - MEAN) / STD
+    percent = resize_short / min(w, h)
+    size = (max(crop, int(round(w * percent))), max(crop, int(round(h * percent))))
+    img = cv2.resize(image, size)  # cv2's default: bilinear, as PaddleClas's UnifiedResize with no interpolation
+    top, left = (size[1] - crop) // 2, (size[0] - crop) // 2
+    img = img[top : top + crop, left : left + crop]
+    mean = np.asarray(mean, np.float32).reshape(1, 1, 3)
+    std = np.asarray(std, np.float32).reshape(1, 1, 3)
+    img = (img.astype(np.float32) * SCALE - mean) / std
     return np.ascontiguousarray(img.transpose(2, 0, 1))
 
 

@@ -215,6 +215,41 @@ def _metric_section(
     return section
 
 
+DEDUP_GROUPS = 30  # duplicate groups shown (the largest first)
+
+
+def _dedup_section(store: RunStore, ctx: _Context) -> dict[str, Any] | None:
+    """Duplicate groups as thumbnail strips, the kept copy first with its scores, and the counts."""
+    groups = store.dedup_groups()
+    if not groups:
+        return None
+    shown = groups[:DEDUP_GROUPS]
+    cells = store.dedup_cells([i for kept, dups in shown for i in [kept, *(d[0] for d in dups)]])
+
+    def cell(i: int, kept: bool, text: str) -> dict[str, Any]:
+        c = cells.get(i, {})
+        scores = ", ".join(f"{m} {_num(v)}" for m, v in sorted(c.get("scores", {}).items()) if v is not None)
+        facts = f"{c.get('width')}x{c.get('height')}, {c.get('file_size', 0) / 1024:.0f} KB"
+        path = c.get("image")
+        return {"id": c.get("id", i), "idx": i, "path": path, "thumb": ctx.thumbs(path),
+                "text": text or scores, "facts": facts, "kept": kept}  # fmt: skip
+
+    strips = []
+    for kept, dups in shown:
+        row = [cell(kept, True, "")]
+        row += [
+            cell(i, False, how if how.startswith("identical") else f"{how}, distance {dist}")
+            for i, dist, how in dups
+        ]
+        strips.append(row)
+    return {
+        "groups": len(groups),
+        "removed": sum(len(d) for _, d in groups),
+        "shown": len(shown),
+        "strips": strips,
+    }
+
+
 def _render(**context: Any) -> str:
     import jinja2
 
@@ -262,6 +297,7 @@ def write_report(out_dir: str | Path, png: bool = False) -> Path:
             for metric in queries.metrics(store, info)
             if (s := _metric_section(store, metric, ctx, png_dir))
         ]
+        dedup = _dedup_section(store, ctx)
     finally:
         store.close()
     page = _render(
@@ -276,6 +312,7 @@ def write_report(out_dir: str | Path, png: bool = False) -> Path:
         ops_with_rejections=[op for op in [*queries.PRE_CHAIN, *info.chain] if rejected_by_op.get(op)]
         + sorted(op for op in rejected_by_op if op not in (*queries.PRE_CHAIN, *info.chain)),
         sections=sections,
+        dedup=dedup,
         thumb_side=THUMB,
         per_reason=PER_REASON,
         index=_index_json(index),
@@ -294,6 +331,8 @@ def _index_json(index: list[tuple[str, str, str, str]]) -> str:
     each record as [id, op number, kind number] (about 20 bytes a record)."""
     ops: dict[str, int] = {}
     kinds: dict[str, int] = {}
-    rows = [[rid, ops.setdefault(op, len(ops)), kinds.setdefault(kind, len(kinds))] for rid, op, _, kind in index]
+    rows = [
+        [rid, ops.setdefault(op, len(ops)), kinds.setdefault(kind, len(kinds))] for rid, op, _, kind in index
+    ]
     data = {"ops": list(ops), "kinds": list(kinds), "rows": rows}
     return json.dumps(data, ensure_ascii=True, separators=(",", ":")).replace("</", "<\\/")
