@@ -66,11 +66,13 @@ def metric_table(work: Path, workers: int) -> list[str]:
     from paddlemix_iqa.evaluation.labelled import load_labelled
     from paddlemix_iqa.evaluation.metrics import confusion, roc_auc, threshold_for_fpr
     from paddlemix_iqa.models.weights import WeightsNotFound
-    from paddlemix_iqa.scorers import get_scorer, list_scorers
+    from paddlemix_iqa.scorers import get_scorer, list_scorers, scorer_class
 
     items = load_labelled(work / "labels.jsonl")
     specs, missing = [], []
     for name in list_scorers():
+        if scorer_class(name).measures == "signature":  # phash: a duplicate signature, not a quality
+            continue
         try:
             get_scorer(name).check_weights()
         except WeightsNotFound:
