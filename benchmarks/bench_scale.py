@@ -30,6 +30,7 @@ from pathlib import Path
 from _common import ROOT, process_tree, shared_photos, write_generated
 
 from paddlemix_iqa.pipeline import load_config, run_pipeline
+from paddlemix_iqa.pipeline.outputs import committed_count
 
 DOC = ROOT / "docs" / "scaling.md"
 
@@ -137,16 +138,6 @@ def _rss_kb(pid: int) -> int:
     return 0
 
 
-def _committed(out: Path) -> int:
-    import sqlite3
-
-    try:
-        with sqlite3.connect(f"file:{out / 'state.sqlite'}?mode=ro", uri=True, timeout=1) as db:
-            return db.execute("SELECT COUNT(*) FROM records").fetchone()[0]
-    except sqlite3.Error:
-        return 0
-
-
 def memory(args: argparse.Namespace) -> int:
     work = Path(args.work or tempfile.mkdtemp(prefix="bench_scale_mem_"))
     work.mkdir(parents=True, exist_ok=True)
@@ -182,7 +173,7 @@ def memory(args: argparse.Namespace) -> int:
         while proc.poll() is None and time.monotonic() - start < args.timeout:
             pids = process_tree(proc.pid)
             samples.append(
-                (time.monotonic() - start, _committed(out), _rss_kb(proc.pid), sum(_rss_kb(p) for p in pids))
+                (time.monotonic() - start, committed_count(out), _rss_kb(proc.pid), sum(_rss_kb(p) for p in pids))
             )
             time.sleep(0.5)
         if proc.poll() is None:

@@ -54,14 +54,14 @@ class Ceiling:
         import pickle
 
         from paddlemix_iqa.pipeline import load_config
-        from paddlemix_iqa.pipeline.runner import Chain, _pool_context
+        from paddlemix_iqa.pipeline.runner import Chain, pool_context
         from paddlemix_iqa.service.engine import _init, _rendezvous
 
         config = load_config(config_name)
         config.image_root = root
         self.chain = Chain(config.build_ops(), root, signer=config.build_dedup())  # the server's chain
         self.names = names
-        ctx = _pool_context()
+        ctx = pool_context()
         barrier = ctx.Barrier(workers)
         blob = pickle.dumps(self.chain)
         initargs = (blob, os.getpid(), barrier, str(root / names[0]))
@@ -74,14 +74,14 @@ class Ceiling:
 
     def measure(self, total: int) -> tuple[float, float]:
         """(seconds, CPU seconds of the workers) for ``total`` images."""
-        from paddlemix_iqa.pipeline.runner import _work
+        from paddlemix_iqa.pipeline.runner import work_batch
 
         records = [(i, {"id": str(i), "image": self.names[i % len(self.names)]}) for i in range(total)]
         batches = [records[i : i + 8] for i in range(0, total, 8)]
         cpu = sum(cpu_seconds(p) for p in self.pids)
         start = time.perf_counter()
         done = 0
-        for head, alive, loaded in self.pool.map(_work, batches):
+        for head, alive, loaded in self.pool.map(work_batch, batches):
             done += len(head)
             if alive:  # a neural tail runs here, in this process, as in the runner
                 done += len(self.chain.run_tail(alive, loaded))

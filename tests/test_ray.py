@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -23,6 +22,7 @@ pytest.importorskip("ray.data")
 from test_hf import local_run, make_dataset  # noqa: E402 - after the extra's import check
 
 from paddlemix_iqa.integrations.ray import dataset_level_steps, refuse_dataset_level, run_ray  # noqa: E402
+from paddlemix_iqa.pipeline.outputs import committed_count  # noqa: E402
 
 pytestmark = pytest.mark.ray
 OUTPUTS = ("kept.jsonl", "rejected.jsonl", "scores.jsonl")
@@ -116,14 +116,6 @@ def _actors() -> list[int]:
     return pids
 
 
-def _committed(out: Path) -> int:
-    try:
-        with sqlite3.connect(f"file:{out / 'state.sqlite'}?mode=ro", uri=True, timeout=1) as db:
-            return db.execute("SELECT COUNT(*) FROM records").fetchone()[0]
-    except sqlite3.Error:
-        return 0
-
-
 def test_a_killed_actor_loses_and_duplicates_nothing(ray_session, data, tmp_path):
     out = tmp_path / "ray"
     total = len(data["big"].read_text().splitlines())
@@ -134,7 +126,7 @@ def test_a_killed_actor_loses_and_duplicates_nothing(ray_session, data, tmp_path
     def kill_one() -> None:
         deadline = time.monotonic() + 120
         while running.is_set() and time.monotonic() < deadline:
-            done = _committed(out)
+            done = committed_count(out)
             actors = _actors()
             if done >= 8 and actors:
                 os.kill(actors[0], signal.SIGKILL)
@@ -167,7 +159,7 @@ def test_a_killed_driver_resumes_from_what_it_committed(ray_session, data, tmp_p
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 120
-        while proc.poll() is None and time.monotonic() < deadline and _committed(out) < 12:
+        while proc.poll() is None and time.monotonic() < deadline and committed_count(out) < 12:
             time.sleep(0.05)
         assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
         proc.send_signal(signal.SIGKILL)
@@ -176,7 +168,7 @@ def test_a_killed_driver_resumes_from_what_it_committed(ray_session, data, tmp_p
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    before = _committed(out)
+    before = committed_count(out)
     assert 12 <= before < total
     summary = run_ray(config(data["big"], out, "batch_size=4"))
     assert summary["resumed_from"] == before and summary["processed"] == total - before

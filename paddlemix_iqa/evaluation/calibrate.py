@@ -279,14 +279,6 @@ def _compute_chunk(specs_json: str, paths: Sequence[str]) -> list[tuple[list[flo
     return out
 
 
-def _pool_context():
-    """Forkserver where available (forking a parent with OpenCV/BLAS threads running can deadlock)."""
-    import multiprocessing
-
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-
-
 def compute_features(
     specs: list[dict[str, Any]], paths: Sequence[str], workers: int = 1
 ) -> list[tuple[list[float] | None, str | None]]:
@@ -298,7 +290,9 @@ def compute_features(
     if workers > 1 and len(chunks) > 1:
         from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=_pool_context()) as pool:
+        from ..pipeline.runner import pool_context  # forkserver: forking a threaded parent can deadlock
+
+        with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=pool_context()) as pool:
             for part in pool.map(_compute_chunk, [specs_json] * len(chunks), chunks):
                 results.extend(part)
                 progress(len(part))

@@ -315,10 +315,10 @@ def score_items(
         else:
             from concurrent.futures import ProcessPoolExecutor, as_completed
 
-            from ..pipeline.runner import _pool_context  # forkserver: forking a threaded parent can deadlock
+            from ..pipeline.runner import pool_context  # forkserver: forking a threaded parent can deadlock
 
             pool = ProcessPoolExecutor(
-                min(workers, len(chunks)), mp_context=_pool_context(), initializer=_init_worker
+                min(workers, len(chunks)), mp_context=pool_context(), initializer=_init_worker
             )
             try:
                 futures = {

@@ -42,7 +42,7 @@ from ..pipeline.outputs import (
     RunStore,
 )
 from ..pipeline.records import RecordFormatError, count_records, input_format, iter_records
-from ..pipeline.runner import Chain, _Unread, build_chain, run_pipeline, run_stats
+from ..pipeline.runner import Chain, Unread, build_chain, run_pipeline, run_stats
 
 log = logging.getLogger(__name__)
 
@@ -353,7 +353,7 @@ def _drive(config, store: RunStore, resumed: int, actors: int, progress: bool) -
         total=total, initial=resumed, unit="rec", disable=not progress, mininterval=0.5, dynamic_ncols=True
     )
     start, records, images = time.perf_counter(), 0, 0
-    unread = _Unread()
+    unread = Unread()
     unsaved: list[RecordResult] = []
     last_commit = start
     ended: RecordFormatError | None = None

@@ -472,13 +472,7 @@ def _check_step(raw: Any, index: int, lines: dict, source: str | None, errors: l
             "is a pipeline setting; set it once at the top level of the config"
         )
         return None
-    bad = [k for k in params if k not in accepted]
-    for k in bad:
-        errors.append(
-            f"{_where(lines, at + (k,), source)}: op {name!r} has no parameter {k!r}{_suggest(k, accepted)}; "
-            f"it accepts: {', '.join(accepted)}"
-        )
-    if bad:
+    if _unknown_params(params, accepted, f"op {name!r}", at, lines, source, errors):
         return None
     label = name
     if not host:
@@ -503,6 +497,20 @@ def _check_step(raw: Any, index: int, lines: dict, source: str | None, errors: l
     return Step(name=name, params=params, line=lines.get(("process", index)), host=host, label=label)
 
 
+def _unknown_params(
+    params: dict, accepted, what: str, at: tuple, lines: dict, source: str | None, errors: list
+) -> bool:
+    """Add an error (with the closest accepted name) for each parameter ``what`` does not accept;
+    True when there was one."""
+    bad = [k for k in params if k not in accepted]
+    for k in bad:
+        errors.append(
+            f"{_where(lines, at + (k,), source)}: {what} has no parameter {k!r}{_suggest(k, accepted)}; "
+            f"it accepts: {', '.join(accepted)}"
+        )
+    return bool(bad)
+
+
 #: the dataset-level step (it sees all records, so it runs after the per-image steps)
 DEDUP_STEP = "dedup"
 
@@ -512,13 +520,7 @@ def _check_dedup(
 ) -> Step | None:
     """Check a ``dedup`` step's parameters against :class:`Dedup`'s signature (types, then ranges)."""
     accepted = _accepted(Dedup.__init__)[0]
-    bad = [k for k in params if k not in accepted]
-    for k in bad:
-        errors.append(
-            f"{_where(lines, at + (k,), source)}: step 'dedup' has no parameter {k!r}{_suggest(k, accepted)}; "
-            f"it accepts: {', '.join(accepted)}"
-        )
-    if bad:
+    if _unknown_params(params, accepted, "step 'dedup'", at, lines, source, errors):
         return None
     hints = typing.get_type_hints(Dedup.__init__)
     typed = []

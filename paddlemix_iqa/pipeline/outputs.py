@@ -134,6 +134,16 @@ def atomic_write(path: Path, data: str | bytes) -> None:
     os.replace(tmp, path)
 
 
+def committed_count(out_dir: str | os.PathLike) -> int:
+    """Records a run in ``out_dir`` has committed so far, read without touching the run (0 before
+    it starts): for watching a run from outside, e.g. a progress probe or a test killing it mid-way."""
+    try:
+        with sqlite3.connect(f"file:{Path(out_dir) / STATE}?mode=ro", uri=True, timeout=1) as db:
+            return db.execute("SELECT COUNT(*) FROM records").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
 class RunStore:
     """The output directory of one run: state database plus the three JSONL files."""
 

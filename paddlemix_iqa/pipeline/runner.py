@@ -272,7 +272,7 @@ def _nth(value: Any, pos: int) -> Any:
 _CHAIN: Chain | None = None
 
 
-def _init_worker(chain: Chain, run_pid: int) -> None:
+def init_worker(chain: Chain, run_pid: int) -> None:
     global _CHAIN
     import cv2
 
@@ -314,12 +314,12 @@ def _exit_with(run_pid: int) -> None:
     threading.Thread(target=watch, name="exit-with-run", daemon=True).start()
 
 
-def _work(batch: list[Entry]):
+def work_batch(batch: list[Entry]):
     assert _CHAIN is not None
     return _CHAIN.run_head(batch)
 
 
-def _pool_context():
+def pool_context():
     """Forkserver where available: forking a parent whose OpenCV/BLAS thread pools are running can deadlock."""
     import multiprocessing
 
@@ -488,7 +488,7 @@ def _drive(config: PipelineConfig, chain: Chain, store: RunStore, resumed: int, 
         total=total, initial=resumed, unit="rec", disable=not progress, mininterval=0.5, dynamic_ncols=True
     )
     executor: Any = (
-        ProcessPoolExecutor(config.workers, _pool_context(), initializer=_init_worker, initargs=(chain, os.getpid()))
+        ProcessPoolExecutor(config.workers, pool_context(), initializer=init_worker, initargs=(chain, os.getpid()))
         if config.workers > 1
         else _Inline(chain)
     )
@@ -504,7 +504,7 @@ def _drive(config: PipelineConfig, chain: Chain, store: RunStore, resumed: int, 
         unsaved.clear()
         last_commit = time.perf_counter()
 
-    unread = _Unread()
+    unread = Unread()
 
     def finish(future: Future) -> None:
         nonlocal records, images
@@ -524,7 +524,7 @@ def _drive(config: PipelineConfig, chain: Chain, store: RunStore, resumed: int, 
     try:
         try:
             for batch in _batches(config, store):
-                pending.append(executor.submit(_work, batch))
+                pending.append(executor.submit(work_batch, batch))
                 while len(pending) >= window:
                     finish(pending.popleft())
         except RecordFormatError:  # what was read before the bad part is processed and committed
@@ -541,7 +541,7 @@ def _drive(config: PipelineConfig, chain: Chain, store: RunStore, resumed: int, 
     return run_stats(records, images, unread, start)
 
 
-def run_stats(records: int, images: int, unread: _Unread, start: float) -> dict[str, Any]:
+def run_stats(records: int, images: int, unread: Unread, start: float) -> dict[str, Any]:
     """What an engine's drive reports for run.json: counts, unreadable images, time and rate."""
     elapsed = time.perf_counter() - start
     return {
@@ -596,7 +596,7 @@ def _stored_images(store: RunStore, idx: np.ndarray) -> list:
     return [cells.get(int(i), {}).get("image") for i in idx]
 
 
-class _Unread:
+class Unread:
     """Images no op could read; warns once when most of the first ones are missing (a wrong image_root)."""
 
     FIRST = 32  # images looked at before judging

@@ -33,7 +33,7 @@ from ..dedup.step import Dedup
 from ..ops.base import REJECT_KEY
 from ..pipeline.config import PipelineConfig
 from ..pipeline.outputs import RecordResult
-from ..pipeline.runner import Chain, _init_worker, _pool_context, _work
+from ..pipeline.runner import Chain, init_worker, pool_context, work_batch
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def _init(blob: bytes, server_pid: int, barrier: Any, warm: str | None) -> None:
     warm-up image so every lazily loaded model of the CPU part is in memory before ``ready``."""
     global _BARRIER
     chain: Chain = pickle.loads(blob)
-    _init_worker(chain, server_pid)
+    init_worker(chain, server_pid)
     _BARRIER = barrier
     if warm:
         chain.run_head([(0, {"id": "warm-up", "image": warm})])
@@ -266,7 +266,7 @@ class Engine:
         self.chain.run_tail([(0, item)], loaded)
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        ctx = _pool_context()
+        ctx = pool_context()
         barrier = ctx.Barrier(self.workers)
         pool = ProcessPoolExecutor(
             self.workers,
@@ -304,7 +304,7 @@ class Engine:
         tasks: list[asyncio.Future] = []
         try:
             for i, p in enumerate(paths):
-                tasks.append(loop.run_in_executor(pool, _work, [(i, {"id": str(i), "image": p})]))
+                tasks.append(loop.run_in_executor(pool, work_batch, [(i, {"id": str(i), "image": p})]))
             heads = await asyncio.gather(*tasks)
         except BrokenProcessPool:
             for t in tasks:
