@@ -2,6 +2,8 @@
 
     python benchmarks/bench_brisque.py [--repeats 3] [--coco 16] [--before REV] [--write-docs]
     python benchmarks/bench_brisque.py --accuracy   # TID2013 calibration, and what each step moves
+    python benchmarks/bench_brisque.py --sampling [--write-docs]    # sample_pixels on large photos
+    python benchmarks/bench_brisque.py --gray-copy [--write-docs]   # the pipeline's shared grey copy
 
 Timed on the shipped photos, one process, one OpenCV thread (as the pipeline's workers run):
 ``../shared/data/photos/coco`` (0.3 MP) and the large photos (the 2048-px blur triplets, 2.8-3.1 MP).
@@ -10,10 +12,13 @@ run, ``x decode`` is the ratio to it), BRISQUE as it was at git revision ``--bef
 read with ``git show REV:paddlemix_iqa/scorers/brisque.py`` and imported by path), and now: on the
 RGB image, on a gray (2-D uint8) image as a pipeline sharing one gray decode hands it, and with
 ``sample_pixels`` (large photos only). Times are this process's CPU time (the machine is shared),
-best of ``--repeats``. Then the largest score change against ``--before`` over every shipped photo
-(``../shared/data/photos/*/*``), on RGB and on gray input, and the decisions that changed at the
-default threshold (``min_score`` of ``brisque_filter`` in ``configs/default.yaml``). At 1 MP the
-features are also timed step by step. ``--write-docs`` writes the tables into docs/brisque.md
+each image's best of ``--repeats`` (variants interleaved image by image). Then the largest score
+change against ``--before`` over every shipped photo (``../shared/data/photos/*/*``), on RGB and on
+gray input, and the decisions that changed at the default threshold (``min_score`` of
+``brisque_filter`` in ``configs/default.yaml``). At 1 MP the features are also timed step by step.
+``--sampling`` measures ``sample_pixels`` on the large shipped photos and on resized and cropped
+copies of them; ``--gray-copy`` the score change with the pipeline's shared grey copy.
+``--write-docs`` writes the tables into docs/brisque.md
 (between its ``bench_brisque`` markers).
 """
 
@@ -41,7 +46,7 @@ from paddlemix_iqa.scorers import get_scorer  # noqa: E402
 
 DOCS = ROOT / "docs" / "brisque.md"
 #: the last revision with the previous implementation (the "before" column)
-BEFORE = "f24d823"
+BEFORE = "3aa362b"
 SAMPLE = 1_000_000
 
 
@@ -149,21 +154,34 @@ def accuracy() -> int:
 
 
 def timings(paths: list[Path], before, repeats: int, sample: bool) -> dict[str, float]:
-    """CPU ms per image of decoding and of each BRISQUE variant on these files."""
+    """CPU ms per image of decoding and of each BRISQUE variant on these files.
+
+    The variants are interleaved image by image and each image's time is its best of ``repeats``
+    (summed over the images): on a shared machine, load that drifts during the run then weighs
+    on every variant alike instead of on whichever ran last.
+    """
     rgbs = [load_image(p) for p in paths]
     grays = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in paths]
     now, sampled = get_scorer("brisque"), get_scorer("brisque", sample_pixels=SAMPLE)
-    runs = {"decode": lambda: [load_image(p) for p in paths]}
+    runs = {"decode": lambda i: load_image(paths[i])}
     if before is not None:
         old = before.BrisqueScorer()
-        runs["before"] = lambda: old.score_batch(rgbs)
-    runs["now (RGB)"] = lambda: now.score_batch(rgbs)
-    runs["now (gray)"] = lambda: now.score_batch(grays)
+        runs["before (RGB)"] = lambda i: old.score_batch(rgbs[i : i + 1])
+        runs["before (gray)"] = lambda i: old.score_batch(grays[i : i + 1])
+    runs["now (RGB)"] = lambda i: now.score_batch(rgbs[i : i + 1])
+    runs["now (gray)"] = lambda i: now.score_batch(grays[i : i + 1])
     if sample:
-        runs[f"sampled {SAMPLE // 1000}K px (gray)"] = lambda: sampled.score_batch(grays)
+        runs[f"sampled {SAMPLE // 1000}K px (gray)"] = lambda i: sampled.score_batch(grays[i : i + 1])
     for fn in runs.values():
-        fn()  # warm-up: tables, model load
-    return {label: 1e3 * cpu_best(fn, repeats) / len(paths) for label, fn in runs.items()}
+        fn(0)  # warm-up: tables, model load
+    best = {label: [np.inf] * len(paths) for label in runs}
+    for _ in range(repeats):
+        for i in range(len(paths)):
+            for label, fn in runs.items():
+                start = time.process_time()
+                fn(i)
+                best[label][i] = min(best[label][i], time.process_time() - start)
+    return {label: 1e3 * sum(times) / len(paths) for label, times in best.items()}
 
 
 def score_changes(before, threshold: float) -> list[str]:
@@ -218,6 +236,121 @@ def sampling_error(threshold: float, mosaics: int = 8) -> list[str]:
     ]
 
 
+def all_shipped_photos() -> list[Path]:
+    return sorted(
+        p for p in (SHARED_DATA / "photos").glob("*/*") if p.suffix.lower() in (".jpg", ".jpeg", ".png")
+    )
+
+
+def gray_copy(threshold: float) -> list[str]:
+    """How far scores move when BRISQUE reads the pipeline's shared grey copy (``to_gray``: OpenCV's
+    fixed-point RGB2GRAY) instead of its own MATLAB ``rgb2gray``, per folder of shipped photos."""
+    from paddlemix_iqa.scorers.base import to_gray
+
+    cut = 100 * (1 - threshold)
+    scorer = get_scorer("brisque")
+    lines = [
+        "| photos | n | max change | median change | decisions changed | scores within the max change of the threshold |",
+        "|---|---|---|---|---|---|",
+    ]
+    paths = all_shipped_photos()
+    folders = sorted({p.parent.name for p in paths})
+    every = []
+    for folder in [*folders, None]:
+        chosen = [p for p in paths if folder is None or p.parent.name == folder]
+        if folder is None:
+            diff, own, copy = (np.concatenate(x) for x in zip(*every, strict=True))
+        else:
+            rgbs = [load_image(p) for p in chosen]
+            own = scorer.score_batch(rgbs)  # rgb2gray inside
+            copy = scorer.score_batch([to_gray(i) for i in rgbs])
+            diff = np.abs(copy - own)
+            every.append((diff, own, copy))
+        flips = int(np.sum((own <= cut) != (copy <= cut)))
+        near = int(np.sum(np.abs(own - cut) <= diff.max()))
+        worst = f" ({chosen[int(np.argmax(diff))].name})" if folder is not None else ""
+        lines.append(
+            f"| {folder or '**all**'} | {len(diff)} | {diff.max():.4f}{worst} | {np.median(diff):.4f} | "
+            f"{flips} | {near} |"
+        )
+    return lines
+
+
+#: sizes (pixels) of the large photos made from the shipped ones, by area resize and by centre crop
+LARGE_SIZES = (1_500_000, 2_000_000, 3_000_000, 4_500_000, 6_000_000, 9_000_000)
+#: quality of the JPEG copies of the large photos (their scores spread around the default threshold)
+JPEG_QUALITY = 20
+
+
+def large_photos() -> list[tuple[str, np.ndarray]]:
+    """The shipped photos above 1 MP (grey, as the pipeline's shared copy) at native size, and
+    area-resized and centre-cropped copies of them at each of LARGE_SIZES below their size."""
+    from paddlemix_iqa.scorers.base import to_gray
+
+    out = []
+    for path in all_shipped_photos():
+        gray = to_gray(load_image(path))
+        h, w = gray.shape
+        if h * w <= B.EXACT_PIXELS:
+            continue
+        out.append((f"{path.name} {w}x{h}", gray))
+        for size in LARGE_SIZES:
+            if size > 0.9 * h * w:
+                continue
+            scale = (size / (h * w)) ** 0.5
+            rw, rh = round(w * scale), round(h * scale)
+            out.append(
+                (f"{path.name} area {rw}x{rh}", cv2.resize(gray, (rw, rh), interpolation=cv2.INTER_AREA))
+            )
+            out.append((f"{path.name} crop {rw}x{rh}", np.ascontiguousarray(B.central_crop(gray, size))))
+    return out
+
+
+def sampling_large(threshold: float, repeats: int) -> list[str]:
+    """``sample_pixels`` on the large shipped photos and on resized/cropped copies: score change
+    against the exact score, CPU time of each, and the decisions at the default threshold."""
+    cut = 100 * (1 - threshold)
+    exact, sampled = get_scorer("brisque"), get_scorer("brisque", sample_pixels=SAMPLE)
+    groups: dict[tuple, list] = {}
+    photos = large_photos()
+    for name, gray in list(photos):  # a real distortion that moves scores towards and past the threshold
+        jpeg = cv2.imencode(".jpg", gray, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])[1]
+        photos.append((f"{name} JPEG q{JPEG_QUALITY}", cv2.imdecode(jpeg, cv2.IMREAD_GRAYSCALE)))
+    for name, gray in photos:
+        t_exact = cpu_best(lambda g=gray: exact.score_batch([g]), repeats)
+        t_sampled = cpu_best(lambda g=gray: sampled.score_batch([g]), repeats)
+        a, b = float(exact.score_batch([gray])[0]), float(sampled.score_batch([gray])[0])
+        kind = name.split()[1] if " area " in name or " crop " in name else "shipped"
+        nominal = min(LARGE_SIZES, key=lambda s: abs(s - gray.size)) if kind != "shipped" else gray.size
+        key = (2, 0, "jpeg") if " JPEG " in name else (kind != "shipped", round(nominal / 1e6, 1), kind)
+        groups.setdefault(key, []).append((name, a, b, t_exact, t_sampled))
+    lines = [
+        f"| photos (grey) | n | exact scores <= {cut:g} | max change | median change | time sampled / exact "
+        "| decisions changed | scores within the max change of the threshold |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for key in sorted(groups):
+        _, mp, kind = key
+        label = {"shipped": "shipped", "area": "area-resized", "crop": "centre crop"}.get(kind)
+        label = f"{label}, {mp:g} MP" if label else f"all of the above saved as JPEG quality {JPEG_QUALITY}"
+        lines.append(_sampling_row(label, groups[key], cut))
+    lines.append(_sampling_row("**all**", [r for rows in groups.values() for r in rows], cut))
+    return lines
+
+
+def _sampling_row(label: str, rows: list, cut: float) -> str:
+    a, b = np.array([r[1] for r in rows]), np.array([r[2] for r in rows])
+    diff = np.abs(a - b)
+    ratio = sum(r[4] for r in rows) / sum(r[3] for r in rows)
+    flips = [r[0] for r in rows if (r[1] <= cut) != (r[2] <= cut)]
+    near = int(np.sum(np.abs(a - cut) <= diff.max()))
+    worst = f" ({rows[int(np.argmax(diff))][0]})" if diff.max() else ""
+    return (
+        f"| {label} | {len(rows)} | {int(np.sum(a <= cut))} | {diff.max():.2f}{worst} | {np.median(diff):.2f} | "
+        f"{ratio:.2f} | {len(flips)}{' (' + ', '.join(flips) + ')' if flips else ''} | {near} |"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3, help="best of N runs")
@@ -225,12 +358,32 @@ def main() -> int:
     parser.add_argument("--before", default=BEFORE, help="git revision of the 'before' implementation")
     parser.add_argument("--accuracy", action="store_true", help="calibration table instead of timings")
     parser.add_argument(
+        "--sampling", action="store_true", help="sample_pixels on large photos (score change, time) instead"
+    )
+    parser.add_argument(
+        "--gray-copy", action="store_true", help="score change with the pipeline's shared grey copy instead"
+    )
+    parser.add_argument(
         "--write-docs", action="store_true", help=f"replace the generated block in {DOCS.relative_to(ROOT)}"
     )
     args = parser.parse_args()
     if args.accuracy:
         return accuracy()
     cv2.setNumThreads(1)
+    facts = f"numpy {np.__version__}, OpenCV {cv2.__version__}, 1 cv2 thread; CPU time, each image best of {args.repeats}, variants interleaved"
+    if args.sampling or args.gray_copy:
+        threshold = default_threshold()
+        head = f"Default threshold `min_score: {threshold}` (native score <= {100 * (1 - threshold):g})."
+        for wanted, key, run in (
+            (args.gray_copy, "bench_brisque_gray", lambda: gray_copy(threshold)),
+            (args.sampling, "bench_brisque_sampling", lambda: sampling_large(threshold, args.repeats)),
+        ):
+            if wanted:
+                lines = [head, "", *run()]
+                print("\n".join(lines))
+                if args.write_docs:
+                    write_generated(DOCS, key, lines, facts=facts)
+        return 0
     before = load_before(args.before)
     if before is None:
         print(f"git cannot read {args.before}:paddlemix_iqa/scorers/brisque.py: no 'before' column")
@@ -283,7 +436,6 @@ def main() -> int:
             "",
             f"Where the time goes at 1 MP, RGB input (each step alone, CPU ms per image): {where}.",
         ]
-        facts = f"numpy {np.__version__}, OpenCV {cv2.__version__}, 1 cv2 thread; CPU time, best of {args.repeats}"
         write_generated(DOCS, "bench_brisque", lines, facts=facts)
     return 0
 

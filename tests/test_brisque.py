@@ -20,6 +20,7 @@ from paddlemix_iqa.io import load_image
 from paddlemix_iqa.ops import ERROR_KEY, REJECT_KEY, build_op
 from paddlemix_iqa.scorers import brisque as B
 from paddlemix_iqa.scorers import get_scorer
+from paddlemix_iqa.scorers.base import to_gray
 from paddlemix_iqa.scorers.brisque import (
     DEFAULT_MODEL,
     BrisqueModel,
@@ -262,6 +263,108 @@ def test_scorer_declares_gray_and_scores_a_gray_image_as_is(photo, scorer):
     assert scorer.score(np.ascontiguousarray(gray[::-1])) != scorer.score(gray)  # it reads the pixels
 
 
+# --- the fast paths are exact ---------------------------------------------------------------
+
+
+def _plain_mscn(image: np.ndarray) -> np.ndarray:
+    """MSCN written out plainly: fresh float64 statistics, the 7x7 constant-window test on every pixel."""
+    g, zero = B._gaussian_window(), cv2.BORDER_CONSTANT
+    x = np.asarray(image, dtype=np.float64) if image.dtype != np.uint8 else image
+    squared = x.astype(np.float64) ** 2 if image.dtype != np.uint8 else x.astype(np.uint16) ** 2
+    mu = cv2.sepFilter2D(x, cv2.CV_64F, g, g, borderType=zero)
+    var = np.abs(cv2.sepFilter2D(squared, cv2.CV_64F, g, g, borderType=zero) - mu * mu)
+    out = cv2.subtract(x, mu, dtype=cv2.CV_32F) / (np.sqrt(var.astype(np.float32)) + np.float32(1))
+    low = cv2.erode(x, np.ones((7, 7), np.uint8), borderType=zero, borderValue=0)
+    high = cv2.dilate(x, np.ones((7, 7), np.uint8), borderType=zero, borderValue=0)
+    out[low == high] = 0.0
+    return out
+
+
+def _flat_photo(photo: np.ndarray) -> np.ndarray:
+    """A real photo with what makes the constant-window test matter: flat areas of several grey
+    levels (one of them 0, touching the image border: the zero padding is part of its windows),
+    a clipped highlight, 1-px flat runs next to texture, and windows whose x - mu cancels exactly
+    without being constant (a symmetric ramp)."""
+    gray = rgb2gray(photo)[:203, :171].copy()
+    gray[0:40, 0:30] = 0  # flat black corner: windows at the border are constant with the zero padding
+    gray[50:90, 40:120] = 128
+    gray[100:107, 10:17] = 77  # exactly one constant 7x7 window at its centre
+    gray[120:160, 150:171] = 255  # clipped highlight on the right border (padding 0: not constant there)
+    gray[170:180, 20:60] = np.arange(40, dtype=np.uint8)[None, :] + 100  # ramp: x - mu = 0, not flat
+    gray[185:, :] = np.tile(np.array([60, 60, 61], np.uint8), 57)[:171]  # near-flat rows at the bottom
+    return gray
+
+
+def test_mscn_fast_path_is_the_plain_computation(photo, monkeypatch):
+    """Buffers reused across strips, the constant-window test only on candidate rows, the float32
+    half-size resize: the MSCN maps of both scales are bit-identical to the plain computation, on
+    flat areas, at the borders, on views (non-contiguous) and at the 16x16 minimum."""
+    gray = _flat_photo(photo)
+    cases = [gray, gray[:16, :16].copy(), gray[::-1, ::2], gray[:, ::-1], np.full((20, 24), 9, np.uint8)]
+    monkeypatch.setattr(B, "BAND_PIXELS", 2 * 171 * 60)  # several strips per image
+    for image in cases:
+        plain_half = _matlab_imresize_half_1d(_matlab_imresize_half_1d(image.astype(np.float64), 0), 1)
+        half = imresize_half(np.ascontiguousarray(image))
+        np.testing.assert_array_equal(half, plain_half)
+        for scale in (np.ascontiguousarray(image), half):
+            mscn = B._mscn(scale)
+            np.testing.assert_array_equal(mscn, _plain_mscn(scale))
+        if image.std():
+            assert (B._mscn(np.ascontiguousarray(image)) == 0).any() or image.shape == (16, 16)
+    np.testing.assert_array_equal(brisque_features(gray[::-1, ::2]), brisque_features(gray[::-1, ::2].copy()))
+
+
+def test_constant_window_zeros_are_exact_and_only_there(photo):
+    gray = _flat_photo(photo)
+    mscn = B._mscn(gray)
+    assert (mscn[3:37, 0:27] == 0).all()  # the black corner, its windows including the zero padding
+    assert mscn[103, 13] == 0 and (mscn[100:107, 10:17] != 0).sum() == 48  # one constant window
+    ramp = mscn[174, 24:56]  # x - mu cancels there (rounding residue), but no window is constant: kept
+    assert np.abs(ramp).max() < B.FLAT_CANDIDATE and (ramp != 0).sum() > 16
+    assert (mscn[123:157, 153:168] == 0).all() and (mscn[123:157, 168:] != 0).all()  # highlight vs border
+
+
+@pytest.mark.parametrize("pattern", ["line", "checkerboard", "random", "photo"])
+def test_half_resize_of_uint8_is_exact_on_both_float32_and_float64_paths(pattern, photo):
+    """The float32 passes (first-pass magnitude <= 215) and the float64 fallback both give exactly the
+    float64 result; a bright 4-px line on black overshoots past 215 (255 * 280/256) and takes the fallback."""
+    rng = np.random.default_rng(5)
+    image = {
+        "checkerboard": np.indices((48, 50)).sum(axis=0) % 2 * 255,
+        "line": np.isin(np.arange(48), [9, 10, 11, 12])[:, None].repeat(50, axis=1) * 255,
+        "random": rng.integers(0, 256, (48, 50)),
+        "photo": rgb2gray(photo)[:100, :90],
+    }[pattern].astype(np.uint8)
+    taps, one = B._half_taps(), np.ones(1)
+    mirror = cv2.BORDER_REFLECT
+    rows = cv2.sepFilter2D(image, cv2.CV_64F, one, taps, anchor=(0, 3), borderType=mirror)[0::2]
+    expected = cv2.sepFilter2D(rows, cv2.CV_64F, taps, one, anchor=(3, 0), borderType=mirror)[:, 0::2]
+    half = imresize_half(image)
+    assert half.dtype == np.float64
+    np.testing.assert_array_equal(half, expected)
+    if pattern == "line":
+        assert np.abs(rows).max() > B.HALF_EXACT32  # the float64 fallback was exercised
+
+
+def test_scorer_takes_the_shared_grey_copy_within_the_measured_bound():
+    """The pipeline hands BRISQUE its shared grey copy (OpenCV RGB2GRAY), not MATLAB's rgb2gray:
+    scores move by at most 0.048 on the shipped photos (docs/brisque.md, --gray-copy)."""
+    from paddlemix_iqa.io import decode_image
+    from paddlemix_iqa.ops.metric import scorer_input
+
+    scorer = get_scorer("brisque")
+    assert scorer.accepts_gray_copy
+    paths = sorted(shared("photos", "coco").glob("*.jpg"))[:12]
+    moves = []
+    for path in paths:
+        decoded = decode_image(path)
+        copy = scorer_input(decoded, scorer)
+        assert copy.ndim == 2
+        np.testing.assert_array_equal(copy, to_gray(decoded.pixels))
+        moves.append(abs(scorer.score(copy) - scorer.score(decoded.pixels)))
+    assert 0 < max(moves) <= 0.05
+
+
 # --- ops -------------------------------------------------------------------------------
 
 
@@ -284,8 +387,9 @@ def test_filter_op_rejects_corrupt_images_with_a_reason(tmp_path, photo, bad_fil
     op = build_op("brisque_filter", min_score=0.7)
     results = op.process(items)
     assert [r["id"] for r in results if r is not None] == ["good", "none"]
-    assert items[0]["__tag_brisque"] == pytest.approx(scorer.normalize(scorer.score(photo)))
-    assert "__tag_brisque_raw" in items[0]
+    # the op scores the image's shared grey copy (to_gray), within 0.05 of the colour image's score
+    assert items[0]["__tag_brisque"] == scorer.normalize(scorer.score(to_gray(photo)))
+    assert items[0]["__tag_brisque_raw"] == pytest.approx(scorer.score(photo), abs=0.05)
     assert items[2][ERROR_KEY].startswith("decode_error: truncated")
     assert items[3][ERROR_KEY].startswith("decode_error: not_an_image")
     assert items[1][REJECT_KEY].startswith("brisque_filter: brisque quality")

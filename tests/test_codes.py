@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from pathlib import Path
 
@@ -251,3 +252,113 @@ def test_few_likely_codes_on_clean_coco(scorer):
     photos = _coco()
     flagged = [i for i, r in enumerate(scorer.detect_batch(photos)) if r.likely]
     assert len(flagged) <= 1, flagged  # FPR <= 1.6% on the 64 photos (their full-size views)
+
+
+# --- the cheaper screen: the same finds ---------------------------------------------------
+def _map(image: np.ndarray):
+    from paddlemix_iqa.scorers import codes
+
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    return codes.CellMap.of(image, gray, codes.load_model()), gray
+
+
+def test_cell_scores_equal_the_term_matrix_sum(photo):
+    """cell_scores sums the terms in place over every cell: bit for bit the weighted sum of the live
+    cells' term matrix (what the model was fitted on), so no likely-code figure moves."""
+    from paddlemix_iqa.scorers import codes
+
+    model = codes.load_model()
+    image, _ = _blurred(photo, "datamatrix", 90, 1.0, 3)
+    feats, _ = codes.cell_features(image, cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
+    k, h, w = feats.shape
+    live = codes.live_cells(feats)
+    terms = codes.cell_terms(
+        feats.reshape(k, -1)[:, live], model.cell_low, model.cell_high, model.cell_products
+    )
+    expected = np.full(h * w, -20.0, np.float32)
+    expected[live] = np.einsum("i,ij->j", model.cell_weights, terms) + model.cell_bias
+    expected = expected.reshape(h, w)
+    expected[[0, -1], :] = expected[:, [0, -1]] = -20.0
+    got = codes.cell_scores(feats, model)
+    assert got.dtype == np.float32 and np.array_equal(got, expected)
+    assert (got > model.strong).sum() >= 8  # a code: scored cells above the seed threshold
+
+
+def test_zxing_screen_reads_a_half_size_copy_only_without_code_texture(monkeypatch):
+    """A photo where no cell reaches the cell model's ``weak`` score (no small or blurred code can be
+    there) is screened by zxing-cpp at half size (4x fewer pixels); a small, blurred, rotated code
+    lifts its cells, so its photo is screened at full size and the code is found; a large QR
+    is still read through the half-size screen (where it is, in working-copy pixels)."""
+    seen: list[tuple[int, int]] = []
+    real = zxingcpp.read_barcodes
+
+    def spy(image, *args, **kwargs):
+        if kwargs.get("try_rotate") is False and kwargs.get("return_errors"):  # the screen's call
+            seen.append(image.shape[:2])
+        return real(image, *args, **kwargs)
+
+    from skimage import data
+
+    photo = data.rocket()  # a clean photo whose cells all score under weak (the astronaut's do not)
+    monkeypatch.setattr(zxingcpp, "read_barcodes", spy)
+    scorer = CodeScorer()
+    cells, gray = _map(photo)
+    assert not cells.seeded
+    report = scorer.detect(photo)
+    assert report.found == [] and seen == [(gray.shape[0] // 2, gray.shape[1] // 2)]
+
+    seen.clear()
+    small, quad = _blurred(photo, "qr", 70, 1.2, 1, angle=35)
+    cells, gray = _map(small)
+    assert cells.seeded
+    report = scorer.detect(small)
+    assert seen == [gray.shape] and any(eval_degraded.on_symbol(c.polygon, quad) for c in report.found)
+
+    seen.clear()
+    large, text, (x, y, w, h) = _labelled(photo, "qr", 400, seed=4)
+    cells, gray = _map(large)
+    unseeded = dataclasses.replace(cells, seeded=False)  # as a QR of 16 px modules can leave it
+    maybe, hits = scorer._screen_hits(gray, stop_early=False, cells=unseeded)
+    assert maybe and seen == [(gray.shape[0] // 2, gray.shape[1] // 2)]
+    (polygon,) = [p for source, p, fmt in hits if source == "zxing" and fmt == "QRCode"]
+    cx, cy = polygon.mean(axis=0)  # in the working copy's pixels
+    assert x <= cx <= x + w and y <= cy <= y + h
+    assert [c.text for c in scorer.detect(large).codes] == [text]
+    # the decoded-only mode has no cell map: its screen reads the working copy as before
+    seen.clear()
+    assert [c.text for c in CodeScorer(detect="decoded").detect(large).codes] == [text]
+    assert seen[0] == gray.shape
+
+
+def test_bar_regions_are_found_in_their_boxes():
+    """_bar_regions reads each region's pixels in its bounding box: the same rect and angle as a scan
+    of the whole label map (a bar patch at a known angle)."""
+    from paddlemix_iqa.scorers import codes
+
+    code = np.asarray(zxingcpp.create_barcode("0123456789", zxingcpp.BarcodeFormat.Code128).to_image(scale=3))
+    canvas = np.full((600, 800), 200, np.uint8)
+    canvas[100 : 100 + code.shape[0], 150 : 150 + code.shape[1]] = code
+    rot = cv2.getRotationMatrix2D((400, 300), 25, 1.0)
+    gray = cv2.warpAffine(canvas, rot, (800, 600), borderValue=200)
+    regions = codes._bar_regions(gray)
+    assert regions
+    (cx, cy), _, _ = regions[0][0]
+    centre = cv2.transform(np.array([[[150 + code.shape[1] / 2, 100 + code.shape[0] / 2]]]), rot)[0, 0]
+    assert abs(cx - centre[0]) < 40 and abs(cy - centre[1]) < 40
+    off = (np.degrees(regions[0][1]) + 25) % 180  # across the bars: the label's x axis, turned by -25 deg
+    assert min(off, 180 - off) < 10
+
+
+def test_a_small_blurred_code_just_under_the_seed_threshold_is_still_found():
+    """Degraded-set sample 100995: a 46 px DataMatrix, blurred sigma 1.4, rotated 23 degrees, JPEG 78,
+    whose best cell scores just under ``strong``; zxing-cpp's full-size screen locates it and the
+    region model gives it 0.96. The half-size screen is kept for maps under ``weak``, so it stays found."""
+    from paddlemix_iqa.scorers import codes
+
+    photos = _coco(4)
+    image, cond = eval_degraded.degraded_sample(photos[100995 % 64], 100995)
+    assert cond["kind"] == "datamatrix" and cond["size"] < 50 and cond["blur"] > 1.4
+    cells, _ = _map(image)
+    assert cells.score.max() < codes.load_model().strong and cells.seeded
+    found = [c for c in CodeScorer().detect(image).found if eval_degraded.on_symbol(c.polygon, cond["quad"])]
+    assert found and found[0].confidence > 0.9 and not found[0].decoded

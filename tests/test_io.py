@@ -91,3 +91,78 @@ def test_relative_paths_resolve_against_root(tmp_path, photo):
     assert load_image({"url": "imgs/a.png"}, root=tmp_path).shape == (512, 512, 3)
     with pytest.raises(ImageLoadError, match="remote URL"):
         load_image("https://example.com/a.jpg")
+
+
+def _pillow_pixels(path, max_side):
+    """What Pillow alone decodes (draft, load, shrink by area, EXIF turn), as RGB: the reference."""
+    import cv2
+    from PIL import ImageOps
+
+    with Image.open(path) as img:
+        if max_side and max(img.size) > max_side:
+            scale = max_side / max(img.size)
+            img.draft(None, (max(1, int(img.width * scale)), max(1, int(img.height * scale))))
+        pixels = np.asarray(img.convert("RGB") if img.mode != "L" else img)
+        orientation = img.getexif().get(0x0112, 1)
+    h, w = pixels.shape[:2]
+    if max_side and max(h, w) > max_side:
+        s = max_side / max(h, w)
+        pixels = cv2.resize(
+            pixels, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA
+        )
+    if pixels.ndim == 2:
+        pixels = np.stack([pixels] * 3, axis=2)
+    turned = Image.fromarray(pixels)
+    turned.getexif()[0x0112] = orientation
+    turned.info["exif"] = turned.getexif().tobytes()
+    return np.asarray(ImageOps.exif_transpose(turned))
+
+
+@pytest.mark.parametrize(
+    "kind", ["rgb420", "rgb444", "progressive", "grey", "orientation6", "trailer", "cmyk"]
+)
+def test_jpeg_pixels_equal_pillows_at_every_size(tmp_path, photo, kind):
+    """JPEGs are decoded by OpenCV's libjpeg into numpy (no Pillow buffer copy): the pixels must be
+    exactly Pillow's, full size and DCT-scaled; CMYK and other modes still go through Pillow."""
+    img = Image.fromarray(photo)
+    path = tmp_path / f"{kind}.jpg"
+    options = {"quality": 85}
+    if kind == "rgb444":
+        options["subsampling"] = 0
+    if kind == "progressive":
+        options["progressive"] = True
+    if kind == "grey":
+        img = img.convert("L")
+    if kind == "cmyk":
+        img = img.convert("CMYK")
+    if kind == "orientation6":
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        options["exif"] = exif.tobytes()
+    img.save(path, **options)
+    if kind == "trailer":  # bytes after the end-of-image marker, as some cameras append
+        path.write_bytes(path.read_bytes() + b"\x00trailer" * 100)
+    for side in (None, 300, 97, 40):
+        got = decode_image(path, max_side=side).pixels
+        assert np.array_equal(got, _pillow_pixels(path, side)), (kind, side)
+
+
+def test_a_jpeg_cut_short_is_truncated_even_after_a_complete_thumbnail(tmp_path, photo):
+    """The end-of-image marker of an embedded EXIF thumbnail must not make a cut file look whole."""
+    from io import BytesIO
+
+    from paddlemix_iqa.io import ImageTruncated
+
+    thumb = BytesIO()
+    Image.fromarray(photo).resize((64, 48)).save(thumb, "JPEG")
+    whole = BytesIO()
+    Image.fromarray(photo).save(whole, "JPEG", quality=90)
+    data = whole.getvalue()
+    app1 = b"Exif\x00\x00" + thumb.getvalue()  # an APP1 segment holding a complete JPEG (SOS ... EOI)
+    data = data[:2] + b"\xff\xe1" + (len(app1) + 2).to_bytes(2, "big") + app1 + data[2:]
+    path = tmp_path / "thumb.jpg"
+    path.write_bytes(data)
+    assert decode_image(path).pixels.shape == photo.shape  # whole: decodes
+    path.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(ImageTruncated):
+        decode_image(path)

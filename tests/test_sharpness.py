@@ -149,3 +149,41 @@ def test_a_fused_model_reading_the_image_size_gets_the_colour_pixels():
     assert not features.accepts_gray_copy(1024)
     assert FeatureSet.from_dicts([sharp]).accepts_gray_copy(1024)
     assert not FeatureSet.from_dicts([sharp, {"name": "lap", "metric": "laplacian"}]).accepts_gray_copy(1024)
+
+
+def _edge_ratios_reference(gray, step: int, quantile: float = 0.9) -> list[float]:
+    """Edge sharpness's definition in plain float64 numpy: sorted magnitudes, no histogram."""
+    import math
+
+    import numpy as np
+
+    g = gray.astype(np.float64)
+    h, w = g.shape
+    m = 2 * step
+    out = []
+    for dy, dx in ((0, 1), (1, 0), (1, 1), (1, -1)):
+
+        def at(k, dy=dy * step, dx=dx * step):
+            return g[m + k * dy : h - m + k * dy, m + k * dx : w - m + k * dx]
+
+        first = at(1) - at(0)
+        second = first - (at(0) - at(-1))
+        magnitude = np.abs(first).ravel()
+        cut = np.sort(magnitude)[int(quantile * (magnitude.size - 1))]
+        edges = magnitude > cut
+        out.append(math.log(float((second.ravel()[edges] ** 2).sum()) / float((magnitude[edges] ** 2).sum())))
+    return out
+
+
+@pytest.mark.parametrize("step", [1, 2])
+def test_edge_sharpness_matches_its_definition_on_large_high_contrast_images(step):
+    """Sums of squared second differences reach 1e10 on a 1024-px noisy image: they must not overflow
+    (an int32 dot product once wrapped around here) and the fast path must equal the definition."""
+    import numpy as np
+
+    rng = np.random.default_rng(step)
+    noisy = rng.integers(0, 256, (1024, 900), dtype=np.uint8)
+    photo = cv2.GaussianBlur(noisy, (0, 0), 0.7)
+    scorer = get_scorer("edge_sharpness", step=step)
+    for image in (noisy, photo):
+        assert scorer.direction_ratios(image) == pytest.approx(_edge_ratios_reference(image, step), abs=1e-12)

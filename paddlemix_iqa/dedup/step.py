@@ -18,6 +18,7 @@ import numpy as np
 
 from ..io import DecodedImage, decode_or_error
 from ..ops.base import REJECT_KEY, TAG_PREFIX, image_refs
+from ..ops.metric import scorer_input
 from ..params import Bounds, check_params
 from ..scorers import get_scorer
 from ..scorers.phash import THUMB_BYTES, Signature, mirrored_thumbs, thumbnail_correlation
@@ -30,11 +31,11 @@ DISTANCE_KEY = "__iqa_duplicate_distance"
 
 
 def file_digest(path: str, limit: int = 1 << 30) -> str | None:
-    """BLAKE2b of a file's bytes (read right after its decode, so from the page cache); None past ``limit``."""
+    """SHA-256 of a file's bytes (read right after its decode, so from the page cache); None past ``limit``."""
     try:
         if os.path.getsize(path) > limit:
             return None
-        digest = hashlib.blake2b(digest_size=16)
+        digest = hashlib.sha256()
         with open(path, "rb") as f:
             while block := f.read(1 << 20):
                 digest.update(block)
@@ -115,7 +116,9 @@ class Dedup:
     # --- signing (the per-image pass) -------------------------------------------------------
     def sign(self, image: DecodedImage) -> dict[str, Any]:
         """The stored signature of one decoded image (hashes, thumbnails, digests, size)."""
-        sig: Signature = get_scorer("phash").signatures([image.pixels])[0]
+        phash = get_scorer("phash")
+        small = scorer_input(image, phash)  # the run's shared grey copies (made here if no op made them)
+        sig: Signature = phash.signature(image.views.get(("gray", None), small), small)
         return {
             "phash": sig.phash,
             "mirror": sig.mirror,

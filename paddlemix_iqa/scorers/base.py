@@ -47,8 +47,9 @@ class Scorer(ABC):
     #: long side (pixels) the metric wants; ``None`` means full resolution
     working_size: int | None = None
     #: scoring the image's grey copy (:func:`to_gray`), shrunk by :func:`resize_long_side` to
-    #: ``working_size`` when larger, gives the same score as scoring the image: ops then hand
-    #: scorers that copy, made once per image and shared (``shared_input_copy`` in ops)
+    #: ``working_size`` when larger, gives the same score as scoring the image, or one within a
+    #: measured bound the scorer states (BRISQUE's own MATLAB grey differs by rounding): ops then
+    #: hand scorers that copy, made once per image and shared (``scorer_input`` in ops)
     accepts_gray_copy: ClassVar[bool] = False
     #: a neural network: pipelines run it batched in one process (one model load, no core contention)
     neural: ClassVar[bool] = False

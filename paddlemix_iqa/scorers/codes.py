@@ -14,7 +14,12 @@ screen (~8 ms) runs first and the full search only runs when it sees something
 code-like: zxing-cpp in its fast mode (reads QR at any angle and reports QR-like
 symbols it cannot decode as errors), OpenCV's 1-D box detector at low resolution,
 and a large compact patch of alternating parallel bars (the structure tensor) for
-sheared bar codes that neither detector sees.
+sheared bar codes that neither detector sees. In ``detect="likely"`` mode the cell map
+below is made first, once, and steers zxing-cpp's screen: a working copy where no cell
+even reaches the model's ``weak`` score (36 of the 64 COCO photos) holds no small or
+blurred 2-D code (the seed threshold ``strong`` was not enough margin: a 46 px blurred
+DataMatrix peaks just under it), and a large one reads as well at half size, so
+zxing-cpp reads a half-size copy there (4x fewer pixels; same finds on the evaluation sets).
 
 Codes too blurred or too small to decode (``detect="likely"``, the default) are
 found without decoding: a small logistic regression on 4 x 4 px cells (local
@@ -29,9 +34,9 @@ black and white levels) into a probability. Both models' coefficients are
 and on clean photos by ``tools/fit_code_model.py``). A likely code counts when its
 probability reaches ``min_confidence``; its kind is a guess (``qr?``, ``1d?``,
 ``datamatrix?``). ``detect="decoded"`` keeps only decoded codes (the behaviour
-before likely codes). Likely codes are looked for in every photo: they add about
-half the screen's time (median 15 -> 23 ms per 640 px COCO photo, both measured on
-the same 2-core VM). Limits (benchmarks/eval_codes_degraded.py): codes under 60 px
+before likely codes). Likely codes are looked for in every photo (the cell map costs
+about as much as zxing-cpp's screen; its scores are summed in place, bit for bit the
+fitted model's sums). Limits (benchmarks/eval_codes_degraded.py): codes under 60 px
 that are also blurred (sigma > 1) are mostly missed, long thin DataMatrix strips
 often, and ~10% of pasted labels of plain printed text are taken for codes.
 
@@ -242,16 +247,24 @@ class CodeScorer(Scorer):
         return self._screen_hits(gray, stop_early=True)[0]
 
     def _screen_hits(
-        self, gray: np.ndarray, stop_early: bool
+        self, gray: np.ndarray, stop_early: bool, cells: CellMap | None = None
     ) -> tuple[bool, list[tuple[str, np.ndarray, str]]]:
         """(the screen's verdict, the symbols its detectors located: ``(source, polygon, format)``).
 
         ``stop_early``: stop at the first detector that fires (the decoded-only screen);
         else run both detectors, whose boxes are candidates for likely codes.
         """
+        zx_gray, f = gray, 1.0
+        if cells is not None and not cells.seeded and min(gray.shape[:2]) >= 2 * ZXING_HALF_MIN:
+            zx_gray, f = (
+                cv2.resize(gray, (gray.shape[1] // 2, gray.shape[0] // 2), interpolation=cv2.INTER_AREA),
+                2.0,
+            )
         hits = [
-            ("zxing", _zxing_polygon(r.position), r.format.name)
-            for r in zxingcpp.read_barcodes(gray, try_rotate=False, try_downscale=False, return_errors=True)
+            ("zxing", _zxing_polygon(r.position) * f, r.format.name)
+            for r in zxingcpp.read_barcodes(
+                zx_gray, try_rotate=False, try_downscale=False, return_errors=True
+            )
         ]
         if hits and stop_early:
             return True, hits
@@ -327,19 +340,20 @@ class CodeScorer(Scorer):
         """Decode every code in an RGB (or gray) uint8 image, and (``detect="likely"``) find the codes
         that do not decode; polygons are in the input's pixel coordinates.
 
-        Second pass, only when the first saw a code-like region it could not decode: the
-        image at the resolution received when it is larger than ``working_size``, else
-        the image enlarged 2x (small codes decode better with more pixels per module).
+        Second pass, only when the first saw a code-like region it could not decode: the image at
+        the resolution received when it is larger than ``working_size``, else the image enlarged
+        2x (small codes decode better with more pixels per module).
         """
         gray = np.ascontiguousarray(to_gray(image))
         h, w = gray.shape[:2]
         small = resize_long_side(gray, self.working_size) if max(h, w) > self.working_size else gray
         likely = self.detect_mode == "likely"
+        cells = CellMap.of(_colour_copy(image, small), small, load_model(self.model_path)) if likely else None
         hits: list = []
         if self.screen or likely:
-            maybe, hits = self._screen_hits(small, stop_early=not likely)
+            maybe, hits = self._screen_hits(small, stop_early=not likely, cells=cells)
             if self.screen and not maybe:
-                found = self._likely(image, small, hits, [], (h, w)) if likely else []
+                found = self._likely(small, hits, [], (h, w), cells) if likely else []
                 return CodeReport(coverage=coverage(found, h, w), shape=(h, w), likely=found)
         codes, unresolved = self._scan(small)
         passes = 1
@@ -359,23 +373,18 @@ class CodeScorer(Scorer):
                 codes.extend(_rectified(small, rect, theta))
             _rescale(codes, max(h, w) / max(small.shape[:2]))
         codes = _unique(codes)
-        found = self._likely(image, small, hits, codes, (h, w)) if likely else []
+        found = self._likely(small, hits, codes, (h, w), cells) if likely else []
         return CodeReport(
             codes=codes, coverage=coverage(codes + found, h, w), passes=passes, shape=(h, w), likely=found
         )
 
     def _likely(
-        self, image: np.ndarray, small: np.ndarray, hits: list, codes: list[Code], shape
+        self, small: np.ndarray, hits: list, codes: list[Code], shape, cells: CellMap | None
     ) -> list[Code]:
         """Likely codes at least ``min_confidence`` sure, in input coordinates, none on a decoded code."""
-        color = None
-        if image.ndim == 3:
-            color = image[:, :, :3]
-            if color.shape[:2] != small.shape[:2]:
-                color = cv2.resize(color, small.shape[::-1], interpolation=cv2.INTER_AREA)
         scale = max(shape) / max(small.shape[:2])
         found = []
-        for cand in likely_candidates(color, small, hits, load_model(self.model_path)):
+        for cand in likely_candidates(cells, small, hits, load_model(self.model_path)):
             if cand.confidence < self.min_confidence:
                 continue
             polygon = cand.polygon * scale
@@ -407,6 +416,17 @@ class CodeScorer(Scorer):
             "min_confidence": self.min_confidence,
             "model": self.model_path,
         }
+
+
+def _colour_copy(image: np.ndarray, small: np.ndarray) -> np.ndarray | None:
+    """The RGB pixels at the size of the working copy ``small`` (None for a grey input): the cell
+    map's saturation features."""
+    if image.ndim != 3:
+        return None
+    color = image[:, :, :3]
+    if color.shape[:2] != small.shape[:2]:
+        color = cv2.resize(color, small.shape[::-1], interpolation=cv2.INTER_AREA)
+    return color
 
 
 def _has_bar_patch(gray: np.ndarray, side: int = 384, win: int = 7) -> bool:
@@ -457,9 +477,11 @@ def _bar_regions(gray: np.ndarray, limit: int = 4, win: int = 15) -> list[tuple[
     order = sorted(range(1, n), key=lambda i: -stats[i, cv2.CC_STAT_AREA])
     regions = []
     for i in order[:limit]:
-        if stats[i, cv2.CC_STAT_AREA] < 600:
+        x, y, w, h, area = stats[i]
+        if area < 600:
             break
-        ys, xs = np.nonzero(labels == i)
+        ys, xs = np.nonzero(labels[y : y + h, x : x + w] == i)  # its box only: the same pixels, in order
+        ys, xs = ys + y, xs + x
         theta = 0.5 * np.arctan2(2 * jxy[ys, xs].sum(), (jxx[ys, xs] - jyy[ys, xs]).sum())
         regions.append((cv2.minAreaRect(np.stack([xs, ys], 1).astype(np.float32)), float(theta)))
     return regions
@@ -714,15 +736,23 @@ def live_cells(feats: np.ndarray) -> np.ndarray:
 
 
 def cell_scores(feats: np.ndarray, model: CodeModel) -> np.ndarray:
-    """Log-odds that each cell is code texture (-20 for cells of too little contrast, not scored)."""
+    """Log-odds that each cell is code texture (-20 for cells of too little contrast, not scored).
+
+    :func:`cell_terms` summed term by term in place over every cell, then the unscored cells set:
+    the same float32 sums as the weighted sum over the live cells' term matrix, bit for bit,
+    at a sixth of its cost (no gather, no term matrix)."""
     k, h, w = feats.shape
     flat = feats.reshape(k, -1)
-    live = live_cells(feats)
-    out = np.full(h * w, -20.0, np.float32)
-    if len(live):
-        terms = cell_terms(flat[:, live], model.cell_low, model.cell_high, model.cell_products)
-        out[live] = np.einsum("i,ij->j", model.cell_weights, terms) + model.cell_bias
-    out = out.reshape(h, w)
+    x = np.clip(flat, model.cell_low[:, None], model.cell_high[:, None])
+    weights = model.cell_weights
+    z = weights[0] * x[0]
+    for i in range(1, k):
+        z += weights[i] * x[i]
+    for n, (i, j) in enumerate(model.cell_products):
+        z += weights[k + n] * (x[i] * x[j])
+    z += model.cell_bias
+    live = flat[CELL_FEATURES.index("range")] >= MIN_SPAN
+    out = np.where(live, z, np.float32(-20.0)).astype(np.float32, copy=False).reshape(h, w)
     out[[0, -1], :] = out[:, [0, -1]] = -20.0  # the image's edge: neighbourhoods padded by reflection
     return out
 
@@ -746,6 +776,10 @@ def _rect_cells(shape: tuple[int, int], rect, grow: float = 0.0) -> np.ndarray:
     cv2.fillPoly(mask, [np.round(box).astype(np.int32)], 1)
     return mask.astype(bool)
 
+
+#: zxing-cpp's screen reads a half-size copy of a working copy whose cells all score under the model's
+#: ``weak`` (:attr:`CellMap.seeded` false) when both its sides keep at least this many pixels
+ZXING_HALF_MIN = 64
 
 #: the fewest cells a component needs (a 40 px code spans more than 20)
 MIN_CELLS = 8
@@ -862,19 +896,42 @@ def _guess_kind(source: str, fmt: str, coh2: float, rect) -> str:
     return "qr?" if max(w, h) < 1.4 * max(min(w, h), 1.0) else "datamatrix?"
 
 
+@dataclass
+class CellMap:
+    """The cell map of a working copy: :func:`cell_features`, the cell model's log-odds (clipped to
+    +-20) and the photo's colour statistics the region features compare a region with."""
+
+    feats: np.ndarray
+    maps: dict[str, np.ndarray]
+    score: np.ndarray
+    sat0: float  # median cell saturation
+    grey: bool  # a grey photo (or grey input)
+    seeded: bool  # some cell scores above the model's ``weak`` (could belong to a likely code)
+
+    @classmethod
+    def of(cls, rgb: np.ndarray | None, gray: np.ndarray, model: CodeModel) -> CellMap | None:
+        """The map of ``gray`` (``rgb`` the same pixels in colour, or None); None for an image under
+        3 cells a side (too small for any code)."""
+        if min(gray.shape[:2]) < 3 * CELL:
+            return None
+        feats, maps = cell_features(rgb, gray)
+        score = np.clip(cell_scores(feats, model), -20.0, 20.0)
+        sat = maps["sat"]
+        grey = rgb is None or float(np.percentile(sat, 90)) < 8.0
+        return cls(feats, maps, score, float(np.median(sat)), grey, bool((score > model.weak).any()))
+
+
 def region_candidates(
-    rgb: np.ndarray | None, gray: np.ndarray, hits: list, model: CodeModel
+    rgb: np.ndarray | None | CellMap, gray: np.ndarray, hits: list, model: CodeModel
 ) -> list[Candidate]:
-    """Every region of ``gray`` (working size; ``rgb`` the same pixels in colour, or None) that may be a
-    code, with its region features, unscored: components of code-like cells, and the symbols the
-    screen's detectors located (``hits``: zxing-cpp's undecodable symbols, OpenCV's 1-D boxes)."""
-    if min(gray.shape[:2]) < 3 * CELL:
+    """Every region of ``gray`` (working size; ``rgb`` the same pixels in colour, or None, or their
+    :class:`CellMap` already made) that may be a code, with its region features, unscored:
+    components of code-like cells, and the symbols the screen's detectors located (``hits``:
+    zxing-cpp's undecodable symbols, OpenCV's 1-D boxes)."""
+    cells = rgb if isinstance(rgb, CellMap) else CellMap.of(rgb, gray, model)
+    if cells is None:
         return []
-    feats, maps = cell_features(rgb, gray)
-    score = np.clip(cell_scores(feats, model), -20.0, 20.0)
-    sat = maps["sat"]
-    sat0 = float(np.median(sat))
-    grey = rgb is None or float(np.percentile(sat, 90)) < 8.0
+    score, maps, sat0, grey = cells.score, cells.maps, cells.sat0, cells.grey
     regions = [(rect, n, k, "cells", "") for rect, n, k in _components(score, model.strong, model.weak)]
     if model.weak_split > model.weak:  # tighter components: a code merged with textured surroundings
         for rect, n, k in _components(score, model.strong, model.weak_split):
@@ -896,7 +953,7 @@ def region_candidates(
 
 
 def likely_candidates(
-    rgb: np.ndarray | None, gray: np.ndarray, hits: list, model: CodeModel
+    rgb: np.ndarray | None | CellMap, gray: np.ndarray, hits: list, model: CodeModel
 ) -> list[Candidate]:
     """:func:`region_candidates` with their probability of being a code, most likely first, one per
     place (a region whose centre lies in a more likely one is dropped)."""

@@ -6,8 +6,8 @@ Lanczos resize: benchmarks/eval_dedup.py). Besides the hash of the image, a sign
 hash of its mirror (a mirrored copy is found by comparing it to the other image's hash) and of
 its centre crop keeping 92% of each side (a copy cropped by 5-10% is found the same way), the
 16x16 grey thumbnails the candidate pairs are verified with (a second, independent check:
-correlation of pixels, not signs of DCT coefficients), and a digest of the decoded pixels (exact
-copies in another file format). :mod:`paddlemix_iqa.dedup` searches and groups them.
+correlation of pixels, not signs of DCT coefficients), and a digest of the decoded grey pixels
+(exact copies in another file format). :mod:`paddlemix_iqa.dedup` searches and groups them.
 
 As a scorer (``phash_tagger``), its native value is the contrast of the 32x32 grey image the
 hash is computed from (its standard deviation, 0-127.5): a flat image's hash is noise, so a
@@ -27,7 +27,7 @@ import numpy as np
 
 from ..params import Bounds, check_params
 from ..registry import register_scorer
-from .base import Scorer, to_gray
+from .base import Scorer, resize_long_side, to_gray
 
 HASH_SIDE = 32  # imagehash.phash: 8x8 low frequencies of the DCT of a 32x32 image
 THUMB_SIDE = 16  # the verification thumbnail
@@ -67,8 +67,13 @@ def _centre(grey: np.ndarray, keep: float) -> np.ndarray:
 
 
 def pixel_digest(pixels: np.ndarray) -> str:
-    """Digest of decoded pixels and their shape: equal for the same picture in two file formats."""
-    digest = hashlib.blake2b(digest_size=16)
+    """SHA-256 of decoded pixels and their shape: equal for the same picture in two file formats.
+
+    The signature digests the grey copy (a third of the bytes; the same picture in colour and as
+    its exact grey version then counts as one, which the perceptual hash would say anyway). SHA-256
+    runs on the CPU's SHA instructions: 2.7x faster here than BLAKE2b.
+    """
+    digest = hashlib.sha256()
     digest.update(repr(pixels.shape).encode())
     digest.update(np.ascontiguousarray(pixels).data)
     return digest.hexdigest()
@@ -82,6 +87,8 @@ class PHash(Scorer):
     measures: ClassVar[str] = "signature"
     native_range = (0.0, 127.5)
     color = "gray"
+    accepts_gray_copy = True  # hashed from the grey copy shrunk to working_size (never enlarged)
+    working_size = 1024
 
     def __init__(self, crop: Annotated[float, Bounds(0.5, 0.99)] = 0.92):
         check_params(PHash.__init__, locals())
@@ -96,19 +103,24 @@ class PHash(Scorer):
         out = []
         for img in images:
             grey = to_gray(img)
-            small = _area(grey, HASH_SIDE)
-            cropped = _centre(grey, self.crop)
-            out.append(
-                Signature(
-                    phash=_phash(small),
-                    mirror=_phash(small[:, ::-1]),
-                    crop=_phash(_area(cropped, HASH_SIDE)),
-                    thumb=_area(grey, THUMB_SIDE).tobytes(),
-                    thumb_crop=_area(cropped, THUMB_SIDE).tobytes(),
-                    pixels=pixel_digest(img),
-                )
-            )
+            out.append(self.signature(grey, resize_long_side(grey, min(self.working_size, max(grey.shape)))))
         return out
+
+    def signature(self, grey: np.ndarray, small: np.ndarray) -> Signature:
+        """The signature of a decoded image from its grey pixels (their digest: exact copies) and
+        their copy at :attr:`working_size` (the hashes and thumbnails; the run shares that copy with
+        the sharpness ops, and hashing a 12-MP image whole cost more than its decode). The
+        thumbnails are the 32x32 hash inputs halved, not another pass over the image."""
+        hashed = _area(small, HASH_SIDE)
+        cropped = _area(_centre(small, self.crop), HASH_SIDE)
+        return Signature(
+            phash=_phash(hashed),
+            mirror=_phash(hashed[:, ::-1]),
+            crop=_phash(cropped),
+            thumb=_area(hashed, THUMB_SIDE).tobytes(),
+            thumb_crop=_area(cropped, THUMB_SIDE).tobytes(),
+            pixels=pixel_digest(grey),
+        )
 
 
 def thumbnail_correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -186,30 +186,37 @@ class EdgeSharpnessScorer(Scorer):
             gray = resize_long_side(gray, self.working_size)
         if gray.dtype != np.uint8:
             gray = np.clip(gray, 0, 255).astype(np.uint8)
-        # differences of uint8 pixels are small integers: int16 holds them exactly, and the
-        # top-quantile cut comes from a 256-bin histogram of |first| instead of a partition
-        g = gray.astype(np.int16)
+        # |first difference| of uint8 pixels is exact in uint8 (absdiff), so the top-quantile cut
+        # comes from its 256-bin histogram; second differences are integers up to 510, exact in
+        # float32, whose masked squared norm OpenCV sums in double (exact, and ~20x faster than int16)
+        g = np.ascontiguousarray(gray)
+        f = g.astype(np.float32)
         h, w = g.shape
         m = 2 * self.step  # margin: every shifted view stays inside the image
-        levels = np.arange(256, dtype=np.float64)
+        squares = np.arange(256, dtype=np.float64) ** 2
+        # every shifted view has the same shape: the maps are written into buffers made once
+        # (fresh arrays of this size cost page faults that took longer than the arithmetic)
+        magnitude = np.empty((h - 2 * m, w - 2 * m), np.uint8)
+        edges, second = np.empty_like(magnitude), np.empty(magnitude.shape, np.float32)
         ratios = []
         for dy, dx in _DIRECTIONS:
 
-            def shifted(k: int, dy=dy * self.step, dx=dx * self.step) -> np.ndarray:
-                return g[m + k * dy : h - m + k * dy, m + k * dx : w - m + k * dx]
+            def shifted(a: np.ndarray, k: int, dy=dy * self.step, dx=dx * self.step) -> np.ndarray:
+                return a[m + k * dy : h - m + k * dy, m + k * dx : w - m + k * dx]
 
-            first = shifted(1) - shifted(0)
-            second = first - (shifted(0) - shifted(-1))
-            magnitude = np.abs(first).ravel()
-            counts = np.bincount(magnitude, minlength=256)
+            cv2.absdiff(shifted(g, 1), shifted(g, 0), dst=magnitude)
+            counts = cv2.calcHist([magnitude], [0], None, [256], [0, 256]).ravel().astype(np.int64)
             rank = int(self.edge_quantile * (magnitude.size - 1))
             cut = int(np.searchsorted(np.cumsum(counts), rank, side="right"))  # the rank-th smallest
-            energy1 = float(counts[cut + 1 :] @ (levels[cut + 1 :] ** 2))  # over the edges: |first| > cut
+            energy1 = float(counts[cut + 1 :] @ squares[cut + 1 :])  # over the edges: |first| > cut
             if energy1 == 0:  # a direction with no change at all (stripes): nothing to read
                 ratios.append(np.nan)
                 continue
-            d2 = second.ravel()[magnitude > cut].astype(np.int32)
-            ratios.append(math.log(max(float(np.dot(d2, d2)), 1e-30) / energy1))
+            cv2.add(shifted(f, 1), shifted(f, -1), dst=second)
+            cv2.scaleAdd(shifted(f, 0), -2.0, second, dst=second)  # f(+1) + f(-1) - 2 f(0)
+            cv2.compare(magnitude, cut, cv2.CMP_GT, dst=edges)
+            energy2 = cv2.norm(second, cv2.NORM_L2SQR, mask=edges)
+            ratios.append(math.log(max(energy2, 1e-30) / energy1))
         return np.clip(ratios, *self.native_range)
 
     def _score_one(self, image: np.ndarray) -> float:
