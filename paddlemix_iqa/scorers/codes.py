@@ -732,7 +732,12 @@ MIN_SPAN = 40 / 255
 
 def live_cells(feats: np.ndarray) -> np.ndarray:
     """Indices (into the flattened cell grid) of the cells :func:`cell_scores` scores."""
-    return np.flatnonzero(feats[CELL_FEATURES.index("range")].ravel() >= MIN_SPAN)
+    return np.flatnonzero(_live(feats))
+
+
+def _live(feats: np.ndarray) -> np.ndarray:
+    """Which cells of the flattened grid span enough grey levels to be scored (:data:`MIN_SPAN`)."""
+    return feats[CELL_FEATURES.index("range")].ravel() >= MIN_SPAN
 
 
 def cell_scores(feats: np.ndarray, model: CodeModel) -> np.ndarray:
@@ -751,8 +756,7 @@ def cell_scores(feats: np.ndarray, model: CodeModel) -> np.ndarray:
     for n, (i, j) in enumerate(model.cell_products):
         z += weights[k + n] * (x[i] * x[j])
     z += model.cell_bias
-    live = flat[CELL_FEATURES.index("range")] >= MIN_SPAN
-    out = np.where(live, z, np.float32(-20.0)).astype(np.float32, copy=False).reshape(h, w)
+    out = np.where(_live(feats), z, np.float32(-20.0)).astype(np.float32, copy=False).reshape(h, w)
     out[[0, -1], :] = out[:, [0, -1]] = -20.0  # the image's edge: neighbourhoods padded by reflection
     return out
 
