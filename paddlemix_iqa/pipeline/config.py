@@ -382,10 +382,12 @@ def _annotations(name: str, params: dict[str, Any]) -> dict[str, tuple[Any, str]
     return out
 
 
-def _type_errors(name: str, params: dict[str, Any], at: tuple, lines: dict, source: str | None) -> list[str]:
-    """Strict type checks (pydantic) against the annotations: ``min_score: true``, ``tiles: "4"``, ``mode: 3``."""
+def _type_errors(
+    label: str, params: dict[str, Any], types: dict[str, tuple[Any, str]], at: tuple, lines: dict, source: str | None
+) -> list[str]:
+    """Strict type checks (pydantic) of ``params`` against ``types`` (parameter -> (type hint, its text)):
+    ``min_score: true``, ``tiles: "4"``, ``mode: 3``; ``label`` names the step in the messages."""
     errors = []
-    types = _annotations(name, params)
     for key, value in params.items():
         hint, text = types.get(key, (None, ""))
         adapter = None if hint is None else _adapter(hint)
@@ -395,7 +397,7 @@ def _type_errors(name: str, params: dict[str, Any], at: tuple, lines: dict, sour
             adapter.validate_python(value, strict=True)
         except ValidationError:
             errors.append(
-                f"{_where(lines, at + (key,), source)}: op {name!r}: parameter {key!r} must be "
+                f"{_where(lines, at + (key,), source)}: {label}: parameter {key!r} must be "
                 f"{text or hint}, not {value!r}"
             )
     return errors
@@ -476,7 +478,7 @@ def _check_step(raw: Any, index: int, lines: dict, source: str | None, errors: l
         return None
     label = name
     if not host:
-        typed = _type_errors(name, params, at, lines, source)
+        typed = _type_errors(f"op {name!r}", params, _annotations(name, params), at, lines, source)
         label = params.get("name")
         if not typed and label is not None and not NAME_PATTERN.fullmatch(label):
             typed.append(
@@ -523,18 +525,8 @@ def _check_dedup(
     if _unknown_params(params, accepted, "step 'dedup'", at, lines, source, errors):
         return None
     hints = typing.get_type_hints(Dedup.__init__)
-    typed = []
-    for key, value in params.items():
-        adapter = _adapter(hints[key]) if key in hints else None
-        if adapter is None:
-            continue
-        try:
-            adapter.validate_python(value, strict=True)
-        except ValidationError:
-            typed.append(
-                f"{_where(lines, at + (key,), source)}: step 'dedup': parameter {key!r} must be "
-                f"{_plain(str(hints[key]))}, not {value!r}"
-            )
+    types = {key: (hint, _plain(str(hint))) for key, hint in hints.items()}
+    typed = _type_errors("step 'dedup'", params, types, at, lines, source)
     if typed:
         errors.extend(typed)
         return None
